@@ -1,0 +1,75 @@
+# Kinesis -> Spark -> Parquet on S3. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# LocalStack 4.14.0 (the last release that runs without an account token) needs Python 3.12+;
+# it gets a virtualenv of its own, cached outside the checkout so fresh clones reuse it.
+LOCALSTACK_VERSION := 4.14.0
+LOCALSTACK_VENV ?= $(HOME)/.cache/news-etl/localstack-$(LOCALSTACK_VERSION)
+LOCALSTACK_PYTHON ?= $(shell for p in python3.13 python3.12 \
+	"$$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3 "$$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3; do \
+	"$$p" -c 'import sys; assert sys.version_info >= (3, 12); print(sys.executable)' 2>/dev/null && break; done)
+# Pins without which LocalStack 4.14.0's runtime fails at start (see README, "Testing").
+LOCALSTACK_PINS := 'localstack-core[runtime]==$(LOCALSTACK_VERSION)' 'cbor2<5.8' service_identity \
+	'pyopenssl<24.3' 'cryptography<44'
+PYTEST_ARGS ?=
+QUIET_PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1
+
+.PHONY: help check install localstack test test-unit bench lint fmt populate clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+check: ## Check the prerequisites: Python 3.11+, Java 17+, Python 3.12+ for LocalStack, npm
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"' \
+		&& echo "python: $$($(PYTHON) --version)"
+	@java -version 2>&1 | head -1 | grep -Eq '"(1[7-9]|[2-9][0-9])' \
+		&& echo "java: $$(java -version 2>&1 | head -1)" || { echo "Java 17+ needed (for Spark)"; exit 1; }
+	@test -n "$(LOCALSTACK_PYTHON)" && echo "python for LocalStack: $(LOCALSTACK_PYTHON)" \
+		|| { echo "LocalStack $(LOCALSTACK_VERSION) needs Python 3.12+: install one or set LOCALSTACK_PYTHON"; exit 1; }
+	@command -v npm >/dev/null && echo "npm: $$(npm --version)" \
+		|| { echo "npm needed: LocalStack installs its Kinesis backend from npm"; exit 1; }
+
+install: $(VENV)/.installed ## Create .venv with both services, the tests and the tools
+
+$(VENV)/.installed: requirements-dev.txt populate-script/requirements.txt etl-processor/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(QUIET_PIP) $(BIN)/pip install -q --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
+	$(QUIET_PIP) $(BIN)/pip install -q -r requirements-dev.txt 2> >(grep -v "is ignored: it is neither" >&2)
+	touch $@
+
+localstack: $(LOCALSTACK_VENV)/.installed ## Build the cached LocalStack virtualenv the tests start
+
+$(LOCALSTACK_VENV)/.installed:
+	@test -n "$(LOCALSTACK_PYTHON)" || { echo "LocalStack needs Python 3.12+: set LOCALSTACK_PYTHON"; exit 1; }
+	$(LOCALSTACK_PYTHON) -m venv $(LOCALSTACK_VENV)
+	$(QUIET_PIP) $(LOCALSTACK_VENV)/bin/pip install -q $(LOCALSTACK_PINS) 2> >(grep -v "is ignored: it is neither" >&2)
+	touch $@
+
+test: install localstack ## Run all tests; they start their own moto and LocalStack on 127.0.0.1
+	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install ## Run only the fast tests (no emulators)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+bench: install ## Benchmark: populate against a bare PutRecords loop on moto
+	$(BIN)/python bench/bench_populate.py
+
+lint: install ## Lint and check formatting (ruff)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: install ## Format and fix what ruff can
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+populate: install ## Put articles into STREAM_NAME at AWS_ENDPOINT_URL (flags via ARGS="...")
+	$(BIN)/python populate-script/populate.py $(ARGS)
+
+clean: ## Remove .venv and caches (the LocalStack virtualenv stays: rm -r $(LOCALSTACK_VENV))
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

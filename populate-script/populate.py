@@ -1,0 +1,197 @@
+"""Writes fake news articles (plus chosen shares of invalid and duplicate records) to Kinesis.
+
+The entry point for the ``populate`` container and for the host:
+
+    python populate-script/populate.py --stream news --shards 2 --count 1000 --seed 3
+
+Every flag falls back to an environment variable (see ``--help``). AWS credentials, endpoint and
+region come from the standard chain, ``AWS_ENDPOINT_URL`` and ``AWS_REGION``: nothing is
+configured in code, so the same command runs against LocalStack, moto or AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from articles import Record, RecordKind, generate_records
+from producer import (
+    Pacer,
+    PutRecordsError,
+    PutStats,
+    batches,
+    ensure_stream,
+    generate_in_background,
+    paced_batch_size,
+    put_batch,
+)
+
+log = logging.getLogger("populate")
+
+PROGRESS_INTERVAL_S = 5.0
+MAX_SHARDS = 500
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one run writes, validated."""
+
+    stream: str
+    shards: int
+    count: int
+    rate: float
+    seed: int
+    bad_ratio: float
+    dup_ratio: float
+    until: datetime
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _iso_utc(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = _OneLineParser(prog="populate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stream", default=env("STREAM_NAME"), help="Kinesis stream name (env STREAM_NAME)")
+    parser.add_argument(
+        "--shards", type=int, default=env("SHARD_COUNT", "2"),
+        help="shards for a stream that does not exist yet; an existing one is used as it is (env SHARD_COUNT, 2)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--count", type=int, default=env("RECORD_COUNT", "1000"),
+        help="records to put, invalid and duplicate ones included (env RECORD_COUNT, 1000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rate", type=float, default=env("PUT_RATE", "0"),
+        help="records per second, 0 = as fast as the stream accepts (env PUT_RATE, 0)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seed", type=int, default=env("SEED"),
+        help="the same seed gives byte-identical records (env SEED; random when unset, and logged)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--bad-ratio", type=float, default=env("BAD_RATIO", "0"),
+        help="share of deliberately invalid records (env BAD_RATIO, 0)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dup-ratio", type=float, default=env("DUP_RATIO", "0"),
+        help="share of exact re-sends of earlier articles (env DUP_RATIO, 0)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--until", type=_iso_utc, default=env("PUBLISHED_UNTIL"),
+        help="articles are published in the 7 days before this ISO-8601 time "
+        "(env PUBLISHED_UNTIL; default: the start of the current UTC hour)",
+    )  # fmt: skip
+    return parser
+
+
+def parse_settings(argv: list[str] | None = None) -> Settings:
+    """Settings from flags and environment; exits with a one-line message on a bad value."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.stream:
+        parser.error("--stream (or STREAM_NAME) is required")
+    if not 1 <= args.shards <= MAX_SHARDS:
+        parser.error(f"--shards must be between 1 and {MAX_SHARDS}, got {args.shards}")
+    if args.count < 1:
+        parser.error(f"--count must be at least 1, got {args.count}")
+    if args.rate < 0:
+        parser.error(f"--rate must be 0 or more, got {args.rate}")
+    for flag, value in (("--bad-ratio", args.bad_ratio), ("--dup-ratio", args.dup_ratio)):
+        if not 0 <= value <= 1:
+            parser.error(f"{flag} must be between 0 and 1, got {value}")
+    if args.dup_ratio and args.bad_ratio + args.dup_ratio >= 1:
+        parser.error("--bad-ratio plus --dup-ratio must be below 1: duplicates repeat valid articles")
+    until = args.until or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    return Settings(args.stream, args.shards, args.count, args.rate, seed, args.bad_ratio, args.dup_ratio, until)
+
+
+def kinesis_client():
+    """A Kinesis client from the standard AWS chain; botocore retries throttled calls."""
+    config = Config(retries={"mode": "standard", "max_attempts": 10}, connect_timeout=5, read_timeout=30)
+    return boto3.client("kinesis", region_name=os.environ.get("AWS_REGION"), config=config)
+
+
+def record_batches(settings: Settings, batch_size: int) -> Iterator[list[Record]]:
+    """The run's records, grouped into PutRecords requests."""
+    records = generate_records(
+        settings.count,
+        seed=settings.seed,
+        until=settings.until,
+        bad_ratio=settings.bad_ratio,
+        dup_ratio=settings.dup_ratio,
+    )
+    return batches(records, batch_size)
+
+
+def populate(settings: Settings, client) -> PutStats:
+    """Put ``settings.count`` records into the stream, creating it if needed."""
+    generated = generate_in_background(partial(record_batches, settings, paced_batch_size(settings.rate)))
+    shards = ensure_stream(client, settings.stream, settings.shards)
+    log.info(
+        "putting %d records into %s (%d shards), seed %d, articles published before %s",
+        settings.count, settings.stream, shards, settings.seed, settings.until.isoformat(),
+    )  # fmt: skip
+    stats = PutStats()
+    pacer = Pacer(settings.rate)
+    started = last_report = time.monotonic()
+    for batch in generated:
+        pacer.wait(stats.accepted)
+        put_batch(client, settings.stream, batch, stats)
+        now = time.monotonic()
+        if now - last_report >= PROGRESS_INTERVAL_S:
+            last_report = now
+            log.info(
+                "put %d/%d records (%.0f%%), %.0f rec/s",
+                stats.accepted, settings.count, 100 * stats.accepted / settings.count,
+                stats.accepted / (now - started),
+            )  # fmt: skip
+    return stats
+
+
+def summary_line(settings: Settings, stats: PutStats, elapsed: float) -> str:
+    invalid = sum(n for kind, n in stats.kinds.items() if kind not in (RecordKind.VALID, RecordKind.DUPLICATE))
+    return (
+        f"populate: accepted {stats.accepted}/{settings.count} records into {settings.stream} "
+        f"({stats.kinds[RecordKind.VALID]} valid, {invalid} invalid, {stats.kinds[RecordKind.DUPLICATE]} duplicates), "
+        f"failed {settings.count - stats.accepted}, retried {stats.retried}, "
+        f"{stats.bytes / 1e6:.2f} MB, {elapsed:.2f} s, {stats.accepted / max(elapsed, 1e-9):.0f} rec/s, "
+        f"seed {settings.seed}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = parse_settings(argv)
+    started = time.monotonic()
+    try:
+        stats = populate(settings, kinesis_client())
+    except (PutRecordsError, ClientError, BotoCoreError, ValueError) as error:
+        print(f"populate: error: {error}", file=sys.stderr)
+        return 1
+    print(summary_line(settings, stats, time.monotonic() - started))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

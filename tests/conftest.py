@@ -1,0 +1,61 @@
+"""Session-wide fixtures: real moto and LocalStack processes, clients, unique names."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.emulators import TEST_CREDENTIALS, Emulator, start_localstack, start_moto
+
+REPO = Path(__file__).resolve().parent.parent
+EMULATORS = ("moto", "localstack")
+
+
+def pytest_configure(config):
+    # Nothing in a test process may reach real AWS: credentials are fake, endpoints are local.
+    for key, value in TEST_CREDENTIALS.items():
+        os.environ[key] = value
+    os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def emulator_logs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("emulator-logs")
+
+
+@pytest.fixture(scope="session")
+def moto(emulator_logs):
+    emulator = start_moto(emulator_logs)
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def localstack(emulator_logs):
+    emulator = start_localstack(emulator_logs)
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(params=EMULATORS)
+def emulator(request) -> Emulator:
+    """Each test that asks for this runs once against moto and once against LocalStack."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+def stream_name() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def run_script(script: str, args: list[str], emulator: Emulator, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run one of the services' entry points on the host, pointed at ``emulator``."""
+    env = {**os.environ, **emulator.env()}
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )

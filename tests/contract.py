@@ -1,0 +1,66 @@
+"""The article JSON contract (README.md, "Article contract"), as the tests check it on both sides.
+
+An independent reference: plain ``json`` and ``datetime``, no code shared with the producer or
+the ETL, so a mistake in either shows up as a disagreement with this file.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+ARTICLE_FIELDS = (
+    "article_id",
+    "title",
+    "content",
+    "author",
+    "source",
+    "url",
+    "category",
+    "language",
+    "published_at",
+)
+REQUIRED_FIELDS = ("article_id", "title", "content", "published_at")
+
+
+def parse_published_at(text: str) -> datetime:
+    """ISO-8601; a time without an offset is UTC."""
+    value = datetime.fromisoformat(text)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def contract_violation(data: bytes) -> str | None:
+    """Why ``data`` is not a valid article for a consumer, or None when it is one."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "invalid UTF-8"
+    try:
+        article = json.loads(text)
+    except json.JSONDecodeError:
+        return "not JSON"
+    if not isinstance(article, dict):
+        return "not a JSON object"
+    for name in REQUIRED_FIELDS:
+        if name not in article or article[name] is None:
+            return f"missing {name}"
+        if not isinstance(article[name], str):
+            return f"{name} is not a string"
+    if not article["article_id"]:
+        return "article_id is empty"
+    try:
+        parse_published_at(article["published_at"])
+    except ValueError:
+        return "published_at is not ISO-8601"
+    return None
+
+
+def is_full_article(article: dict) -> bool:
+    """What the producer promises beyond validity: every field, a UUID id, a UTC timestamp."""
+    return (
+        tuple(article) == ARTICLE_FIELDS
+        and all(isinstance(article[name], str) and article[name] for name in ARTICLE_FIELDS)
+        and str(uuid.UUID(article["article_id"])) == article["article_id"]
+        and article["published_at"].endswith("Z")
+    )

@@ -1,0 +1,161 @@
+"""Real AWS emulators as processes on 127.0.0.1, for the tests and the benchmarks.
+
+moto runs from the project's own virtualenv. LocalStack 4.14.0 (the last release that runs
+without an account token) needs Python 3.12+, so it lives in a virtualenv of its own that
+``make localstack`` builds once into a cache outside the checkout (``LOCALSTACK_VENV``). Both
+serve Kinesis and S3 over real HTTP on a free port; there is no Docker engine on the machines
+that run these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+LOCALSTACK_VERSION = "4.14.0"
+LOCALSTACK_VENV = Path(
+    os.environ.get("LOCALSTACK_VENV", Path.home() / ".cache" / "news-etl" / f"localstack-{LOCALSTACK_VERSION}")
+)
+REGION = "us-east-1"
+# Emulators accept any credentials; these exist only so boto3 can sign requests.
+TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+START_TIMEOUT_S = 60
+# LocalStack installs its Kinesis backend (kinesis-mock, from npm) on the first Kinesis call.
+FIRST_KINESIS_CALL_TIMEOUT_S = 300
+
+
+class EmulatorError(RuntimeError):
+    """An emulator could not be started."""
+
+
+@dataclass
+class Emulator:
+    """A running emulator process and how to reach it."""
+
+    name: str
+    endpoint: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def env(self) -> dict[str, str]:
+        """Environment that points boto3 and pyarrow (and so our programs) at this emulator."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": REGION, **TEST_CREDENTIALS}
+
+    def client(self, service: str, **kwargs):
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            **kwargs,
+        )
+
+    def stop(self) -> None:
+        """Stop the process and everything it started (LocalStack runs a node child)."""
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _launch(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen, Path]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    return process, log_path
+
+
+def _wait_until_ready(process: subprocess.Popen, url: str, log_path: Path, ready) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EmulatorError(f"{url} exited with {process.returncode}; log: {log_path}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if ready(response.read()):
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise EmulatorError(f"{url} not ready after {START_TIMEOUT_S} s; log: {log_path}")
+
+
+def start_moto(log_dir: Path) -> Emulator:
+    """Start ``moto_server`` from this interpreter's environment."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    process, log_path = _launch(f"moto-{port}", command, dict(os.environ), log_dir)
+    emulator = Emulator("moto", endpoint, process, log_path)
+    try:
+        _wait_until_ready(process, f"{endpoint}/moto-api/data.json", log_path, lambda body: True)
+    except EmulatorError:
+        emulator.stop()
+        raise
+    return emulator
+
+
+def localstack_python() -> Path:
+    python = LOCALSTACK_VENV / "bin" / "python"
+    if not python.exists():
+        raise EmulatorError(f"no LocalStack virtualenv in {LOCALSTACK_VENV}: run `make localstack`")
+    return python
+
+
+def start_localstack(log_dir: Path, extra_env: dict[str, str] | None = None) -> Emulator:
+    """Start LocalStack's runtime on the host, serving Kinesis and S3, and warm up Kinesis."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+        "SERVICES": "kinesis,s3",
+        "KINESIS_PERSISTENCE": "0",  # with persistence on, Kinesis throughput collapses as data grows
+        "DNS_ADDRESS": "0",  # no DNS server: nothing here resolves through it
+        "SKIP_SSL_CERT_DOWNLOAD": "1",
+        **(extra_env or {}),
+    }
+    command = [str(localstack_python()), "-m", "localstack.runtime.main"]
+    process, log_path = _launch(f"localstack-{port}", command, env, log_dir)
+    emulator = Emulator("localstack", endpoint, process, log_path)
+    try:
+        _wait_until_ready(
+            process,
+            f"{endpoint}/_localstack/health",
+            log_path,
+            lambda body: json.loads(body)["services"].get("kinesis") in ("available", "running"),
+        )
+        warm_up = emulator.client(
+            "kinesis", config=Config(read_timeout=FIRST_KINESIS_CALL_TIMEOUT_S, retries={"mode": "standard"})
+        )
+        warm_up.list_streams()
+    except Exception:
+        emulator.stop()
+        raise
+    return emulator
