@@ -6,8 +6,8 @@ same inputs give byte-identical records (for a given Faker version, which is pin
 Faker supplies the vocabulary: author names, outlet names and the English word list that titles and the
 article bodies are drawn from. Faker's per-field providers cost about 0.5 ms an article and drawing
 a body word by word about 0.15 ms, either of which would make generation slower than the
-stream; so names, outlets and sentences (from Faker's word list) are drawn into pools once,
-and each article is assembled from them with one ``random.Random``.
+stream; so names, outlets, sentences and paragraphs (from Faker's word list) are drawn into
+pools once, and each article is assembled from them with one ``random.Random``.
 
 The article JSON contract is described in README.md ("Article contract").
 """
@@ -48,10 +48,10 @@ WORDS_SIGMA = 0.8
 BRIEF_SHARE, BRIEF_MAX_WORDS = 0.03, 40  # news flashes: a headline's worth of body
 SENTENCE_WORDS = (6, 24)
 TITLE_WORDS = (5, 12)
-MEAN_SENTENCE_WORDS = sum(SENTENCE_WORDS) // 2
 PARAGRAPH_SENTENCES = range(2, 7)
+MEAN_PARAGRAPH_WORDS = 60
 AUTHOR_POOL, OUTLET_POOL = 300, 40
-SENTENCE_POOL = 20_000  # bodies are drawn from these sentences, not word by word
+SENTENCE_POOL, PARAGRAPH_POOL = 5_000, 5_000  # bodies are drawn from these, not word by word
 DUPLICATE_SOURCES = 1000  # duplicates re-send one of the last this many valid articles
 
 _WORDS = LoremProvider.word_list
@@ -109,6 +109,7 @@ class ArticleFactory:
         self._authors = [self._faker.name() for _ in range(AUTHOR_POOL)]
         self._outlets = [self._outlet() for _ in range(OUTLET_POOL)]
         self._sentences = [self._sentence() for _ in range(SENTENCE_POOL)]
+        self._paragraphs = [self._paragraph() for _ in range(PARAGRAPH_POOL)]
 
     def _outlet(self) -> tuple[str, str]:
         city = self._faker.city()
@@ -133,27 +134,23 @@ class ArticleFactory:
         text, _ = self._sentences[self.rng.randrange(SENTENCE_POOL)]
         return " ".join(text.rstrip(".").split()[: self.rng.randint(*TITLE_WORDS)])
 
+    def _paragraph(self) -> tuple[str, int]:
+        chosen = self.rng.choices(self._sentences, k=self.rng.choice(PARAGRAPH_SENTENCES))
+        return " ".join(text for text, _ in chosen), sum(length for _, length in chosen)
+
     def _content(self, n_words: int) -> str:
-        """Paragraphs of sentences with exactly ``n_words`` whitespace-separated words."""
-        rng, pool = self.rng, self._sentences
-        sentences: list[str] = []
+        """Paragraphs with exactly ``n_words`` whitespace-separated words."""
+        rng, pool = self.rng, self._paragraphs
+        paragraphs: list[str] = []
         words = 0
         while words < n_words:  # draw in bulk: rng.choices is much cheaper per item than randrange
-            for text, length in rng.choices(pool, k=(n_words - words) // MEAN_SENTENCE_WORDS + 1):
-                if words + length >= n_words:  # cut the last sentence to fit
-                    sentences.append(" ".join(text.split()[: n_words - words]).rstrip(".") + ".")
+            for text, length in rng.choices(pool, k=(n_words - words) // MEAN_PARAGRAPH_WORDS + 1):
+                if words + length >= n_words:  # cut the last paragraph to fit
+                    paragraphs.append(" ".join(text.split()[: n_words - words]).rstrip(".") + ".")
                     words = n_words
                     break
-                sentences.append(text)
+                paragraphs.append(text)
                 words += length
-        sizes = rng.choices(PARAGRAPH_SENTENCES, k=len(sentences))
-        paragraphs = []
-        start = 0
-        for size in sizes:
-            if start >= len(sentences):
-                break
-            paragraphs.append(" ".join(sentences[start : start + size]))
-            start += size
         return "\n\n".join(paragraphs)
 
     def article(self) -> dict:

@@ -84,9 +84,9 @@ def _generate_into(queue, make_batches: Callable[[], Iterable[list[Record]]]) ->
 def generate_in_background(make_batches: Callable[[], Iterable[list[Record]]]) -> Iterator[list[Record]]:
     """Start making the batches of ``make_batches()`` in a child process; iterate to get them.
 
-    Making articles costs more CPU per record than sending them (measured on moto: about
-    130 us against 60 us), and both need the GIL, so a thread could not overlap them: the
-    sender went at 0.75x of a bare PutRecords loop. A process runs them on separate cores.
+    Making articles costs about as much CPU per record as sending them (about 60 us each,
+    measured on moto), and both need the GIL, so a thread could not overlap them: the sender
+    went at 0.75x of a bare PutRecords loop. A process runs them on separate cores.
     The child starts at once, so its warm-up overlaps whatever the caller does next.
 
     Raises (while iterating):
