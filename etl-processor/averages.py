@@ -1,0 +1,100 @@
+"""Cumulative counts and hourly/daily average word counts, kept with the checkpoint.
+
+Each batch's writer tasks report, per UTC hour of ``published_at``, how many articles they
+wrote and how many words those had; ``RunState.apply`` adds them once per batch id (a replayed
+batch is not counted twice). Daily figures are sums of hourly ones, so nothing ever re-reads
+the output, and an update costs the same however long the history. Pure: saving and loading
+are in ``etl.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+HOUR_FORMAT = "%Y-%m-%dT%H:00:00Z"
+
+
+@dataclass
+class BatchResult:
+    """What one micro-batch did."""
+
+    records_read: int
+    enriched: int
+    quarantined: int
+    hourly: dict[str, list[int]]  # hour start (ISO, UTC) -> [articles, words]
+
+    @property
+    def duplicates_dropped(self) -> int:
+        return self.records_read - self.enriched - self.quarantined
+
+
+def merge_windows(into: dict[str, list[int]], more: dict[str, list[int]]) -> None:
+    for window, (records, words) in more.items():
+        current = into.setdefault(window, [0, 0])
+        current[0] += records
+        current[1] += words
+
+
+def daily(hourly: dict[str, list[int]]) -> dict[str, list[int]]:
+    days: dict[str, list[int]] = {}
+    for hour, counts in hourly.items():
+        merge_windows(days, {hour[:10]: counts})
+    return days
+
+
+@dataclass
+class RunState:
+    """Everything processed on one checkpoint, earlier runs included."""
+
+    stream: str
+    bucket: str
+    last_batch_id: int = -1
+    records_read: int = 0
+    enriched: int = 0
+    quarantined: int = 0
+    duplicates_dropped: int = 0
+    hourly: dict[str, list[int]] = field(default_factory=dict)
+
+    def apply(self, batch_id: int, batch: BatchResult) -> bool:
+        """Add a batch's figures unless this batch id was applied already. Returns whether it was new."""
+        if batch_id <= self.last_batch_id:
+            return False
+        self.last_batch_id = batch_id
+        self.records_read += batch.records_read
+        self.enriched += batch.enriched
+        self.quarantined += batch.quarantined
+        self.duplicates_dropped += batch.duplicates_dropped
+        merge_windows(self.hourly, batch.hourly)
+        return True
+
+    def metrics(self) -> dict:
+        """The ``--metrics-json`` document."""
+        return {
+            "records_read": self.records_read,
+            "enriched": self.enriched,
+            "quarantined": self.quarantined,
+            "duplicates_dropped": self.duplicates_dropped,
+            "hourly": _window_rows(self.hourly, suffix=""),
+            "daily": _window_rows(daily(self.hourly), suffix="T00:00:00Z"),
+        }
+
+
+def _window_rows(windows: dict[str, list[int]], suffix: str) -> list[dict]:
+    return [
+        {"window_start": start + suffix, "records": records, "avg_word_count": round(words / records, 2)}
+        for start, (records, words) in sorted(windows.items())
+    ]
+
+
+def averages_table(title: str, windows: dict[str, list[int]], only: Iterable[str] | None = None) -> str:
+    """A fixed-width table of windows (all, or ``only`` those), oldest first."""
+    keys = sorted(set(only) & set(windows) if only is not None else windows)
+    width = max([len(k) for k in keys] + [len("window (UTC)")])
+    lines = [title, f"  {'window (UTC)':<{width}}  {'articles':>9}  {'avg word_count':>14}"]
+    for key in keys:
+        records, words = windows[key]
+        lines.append(f"  {key:<{width}}  {records:>9,}  {words / records:>14.1f}")
+    if not keys:
+        lines.append("  (none)")
+    return "\n".join(lines)

@@ -1,0 +1,263 @@
+"""The ETL job: Kinesis -> Spark Structured Streaming -> enriched Parquet on S3.
+
+    python etl-processor/etl.py --stream news --bucket news-data --once
+
+One entry point for docker compose, spark-submit and the host. Flags and environment
+variables: ``--help`` and README.md. Per micro-batch, in order:
+
+1. the Kinesis data source reads each shard in a Spark task (kinesis_source);
+2. Spark built-ins validate and enrich the records (transform);
+3. Spark's state store drops article ids seen within the dedup horizon
+   (``dropDuplicatesWithinWatermark`` on arrival time: the state stays bounded);
+4. executors write Parquet to S3 with pyarrow (sink);
+5. the driver adds the batch's figures to the checkpoint's running totals, once per batch id,
+   prints the batch summary and the averages, and rewrites the metrics file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from averages import BatchResult, RunState, averages_table, daily
+from kinesis_source import KinesisDataSource, ShardEndStore, kinesis_client
+from settings import Settings, parse_settings
+from sink import RESULT_SCHEMA, batch_writer
+from transform import output_rows, prepare_records
+
+log = logging.getLogger("etl")
+
+HERE = Path(__file__).resolve().parent
+IDLE_POLL_S = 1.0
+
+
+class ConfigurationError(RuntimeError):
+    """The job cannot start with these settings (one line for the user)."""
+
+
+# --- Preflight: fail in one line before Spark starts -----------------------------------------
+
+
+def load_state(settings: Settings) -> RunState:
+    path = Path(settings.state_file)
+    if not path.exists():
+        return RunState(settings.stream, settings.bucket)
+    state = RunState(**json.loads(path.read_text()))
+    if state.stream != settings.stream:
+        raise ConfigurationError(
+            f"checkpoint {settings.checkpoint} belongs to stream {state.stream!r}, not {settings.stream!r}"
+        )
+    return state
+
+
+def save_json(path: str, document: dict) -> None:
+    """Replace ``path`` atomically: readers see the old or the new file, never half of one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_text(json.dumps(document, indent=1))
+    os.replace(temporary, target)
+
+
+def preflight(settings: Settings) -> RunState:
+    """Check the stream, the bucket and the checkpoint; return the checkpoint's running totals."""
+    state = load_state(settings)
+    try:
+        kinesis_client().describe_stream_summary(StreamName=settings.stream)
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ResourceNotFoundException":
+            raise ConfigurationError(f"stream {settings.stream!r} not found") from None
+        raise
+    try:
+        boto3.client("s3", region_name=os.environ.get("AWS_REGION")).head_bucket(Bucket=settings.bucket)
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("404", "NoSuchBucket", "403"):
+            raise ConfigurationError(f"bucket {settings.bucket!r} not found or not accessible") from None
+        raise
+    return state
+
+
+# --- Spark ------------------------------------------------------------------------------------
+
+
+def build_session(settings: Settings) -> SparkSession:
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Python workers (the source's planner on the driver, tasks on executors) import this
+    # folder's modules; the JVM passes PYTHONPATH on to the workers it starts.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+    builder = (
+        SparkSession.builder.master(settings.master)
+        .appName(f"news-etl-{settings.stream}")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.variant.allowDuplicateKeys", "true")  # as Python's json: the last one wins
+        # Every Spark batch must be one of the source's batches (they share their number).
+        .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
+        .config("spark.speculation", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+    )
+    for name, value in os.environ.items():  # executors on other hosts need the same settings
+        if name.startswith("AWS_") or name == "PYTHONPATH":
+            builder = builder.config(f"spark.executorEnv.{name}", value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    spark.dataSource.register(KinesisDataSource)
+    return spark
+
+
+def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Validated, enriched and deduplicated records, as a streaming DataFrame."""
+    raw = (
+        spark.readStream.format("kinesis")
+        .option("streamName", settings.stream)
+        .option("metadataPath", settings.shard_ends)
+        .option("startingPosition", settings.starting_position)
+        .option("maxRecordsPerBatch", str(settings.max_records_per_batch))
+        .load()
+    )
+    return (
+        prepare_records(raw)
+        .withWatermark("arrival_time", f"{settings.dedup_horizon_hours} hours")
+        .dropDuplicatesWithinWatermark(["dedup_key"])
+    )
+
+
+def write_batch(batch: DataFrame, batch_id: int, bucket: str) -> list[dict]:
+    """Write one micro-batch to S3 in a single Spark job; returns what each file holds."""
+    rows = output_rows(batch).repartition(F.col("kind"), F.col("dt"))
+    return [row.asDict() for row in rows.mapInArrow(batch_writer(bucket, batch_id), RESULT_SCHEMA).collect()]
+
+
+def batch_result(files: list[dict], records_read: int) -> BatchResult:
+    hourly: dict[str, list[int]] = {}
+    for file in files:
+        for hour, (records, words) in json.loads(file["hourly"]).items():
+            current = hourly.setdefault(hour, [0, 0])
+            current[0] += records
+            current[1] += words
+    return BatchResult(
+        records_read=records_read,
+        enriched=sum(f["rows"] for f in files if f["kind"] == "enriched"),
+        quarantined=sum(f["rows"] for f in files if f["kind"] == "quarantine"),
+        hourly=hourly,
+    )
+
+
+class BatchHandler:
+    """``foreachBatch``: write, then account for the batch exactly once and report it."""
+
+    def __init__(self, settings: Settings, state: RunState) -> None:
+        self.settings, self.state = settings, state
+        self.rows_seen_at = time.monotonic()
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        files = write_batch(batch, batch_id, self.settings.bucket)
+        ends = ShardEndStore(self.settings.shard_ends).load(batch_id)
+        if files and not ends:
+            raise RuntimeError(f"no shard ends recorded for batch {batch_id}: source and Spark batches diverged")
+        result = batch_result(files, sum(end.records for end in ends.values()))
+        if result.duplicates_dropped < 0:
+            raise RuntimeError(f"batch {batch_id} wrote more rows than it read: {result}")
+        if self.state.apply(batch_id, result):
+            save_json(self.settings.state_file, asdict(self.state))
+        if self.settings.metrics_json:
+            save_json(self.settings.metrics_json, self.state.metrics())
+        if result.records_read:
+            self.rows_seen_at = time.monotonic()
+        elapsed = time.monotonic() - started
+        lag = ", ".join(f"{shard} {end.millis_behind_latest} ms" for shard, end in sorted(ends.items()))
+        print(
+            f"batch {batch_id}: read {result.records_read}, enriched {result.enriched}, "
+            f"quarantined {result.quarantined}, duplicates {result.duplicates_dropped}, "
+            f"{result.records_read / max(elapsed, 1e-9):.0f} rec/s, lag: {lag or 'n/a'}",
+            flush=True,
+        )
+        hours = set(result.hourly)
+        days = {hour[:10] for hour in hours}
+        print(averages_table("  hourly average word_count (cumulative), windows in this batch:",
+                             self.state.hourly, hours), flush=True)  # fmt: skip
+        print(averages_table("  daily average word_count (cumulative), windows in this batch:",
+                             daily(self.state.hourly), days), flush=True)  # fmt: skip
+
+
+def run(spark: SparkSession, settings: Settings, state: RunState) -> None:
+    handler = BatchHandler(settings, state)
+    writer = (
+        article_stream(spark, settings)
+        .writeStream.foreachBatch(handler)
+        .option("checkpointLocation", settings.spark_checkpoint)
+        .queryName(f"news-etl-{settings.stream}")
+    )
+    if settings.once:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=f"{settings.trigger_interval} seconds")
+    query = writer.start()
+    log.info("query started on stream %s, checkpoint %s", settings.stream, settings.checkpoint)
+    while query.isActive:
+        query.awaitTermination(IDLE_POLL_S)
+        idle = time.monotonic() - handler.rows_seen_at
+        if settings.idle_timeout and not settings.once and idle > settings.idle_timeout:
+            log.info("no new records for %.0f s: stopping", idle)
+            query.stop()
+    if query.exception():
+        raise query.exception()
+
+
+def print_totals(state: RunState) -> None:
+    print(
+        f"\ntotals on this checkpoint: read {state.records_read}, enriched {state.enriched}, "
+        f"quarantined {state.quarantined}, duplicates dropped {state.duplicates_dropped}"
+    )
+    print(averages_table("hourly average word_count (all windows):", state.hourly))
+    print(averages_table("daily average word_count (all windows):", daily(state.hourly)), flush=True)
+
+
+def root_cause(error: Exception) -> str:
+    """The innermost ``SomeError: message`` line of a (possibly Python-in-JVM) failure."""
+    causes = re.findall(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception): .+)$", str(error), flags=re.MULTILINE)
+    return causes[-1].strip() if causes else str(error).splitlines()[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    settings = parse_settings(argv)
+    try:
+        state = preflight(settings)
+    except ConfigurationError as error:
+        print(f"etl: error: {error}", file=sys.stderr)
+        return 1
+    except (ClientError, BotoCoreError) as error:
+        print(f"etl: error: cannot reach AWS: {error}", file=sys.stderr)
+        return 1
+    started = datetime.now(UTC)
+    spark = build_session(settings)
+    try:
+        run(spark, settings, state)
+    except Exception as error:  # the query's failure, reported in one line; details are in the log
+        log.exception("query failed")
+        print(f"etl: error: {root_cause(error)}", file=sys.stderr)
+        return 1
+    finally:
+        spark.stop()
+    print_totals(state)
+    log.info("run took %.1f s", (datetime.now(UTC) - started).total_seconds())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,445 @@
+"""A Spark streaming data source for AWS Kinesis, written in Python with boto3.
+
+    spark.dataSource.register(KinesisDataSource)
+    spark.readStream.format("kinesis").option("streamName", "news")
+        .option("metadataPath", "/checkpoints/news/kinesis").load()
+
+How it fits Spark's streaming model:
+
+- **Offsets** are JSON dicts: the micro-batch number, and for every known shard where that
+  batch starts reading (after a sequence number, at TRIM_HORIZON, or at a timestamp), its
+  parents and whether it has been read to its end. Structured Streaming checkpoints them.
+- **One input partition per shard.** Shards are read with boto3 inside Spark tasks on the
+  executors, up to 10,000 records a GetRecords call; the driver never holds record payloads
+  (it only asks each shard, with GetRecords(Limit=1), whether anything is new).
+- **Deterministic replay.** Kinesis cannot cheaply say where a shard ends, so a batch's offset
+  cannot name its last sequence numbers in advance. Instead the task that first reads a shard
+  for batch N records where it stopped (``ShardEndStore``, a small JSON file per batch and
+  shard under ``metadataPath``) before Spark can use its rows; any re-run of batch N (a retried
+  task, a restarted query) reads exactly up to that recorded end. This is what the awslabs
+  spark-sql-kinesis-connector's metadata committer does. Batch N+1 starts after those ends.
+- **Resharding.** A child shard is read only once all its parents have been read to their ends,
+  so records of one partition key stay in order across a split or merge.
+- ``trigger(availableNow=True)`` reads what had arrived when the query started, then stops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import boto3
+import pyarrow as pa
+import pyarrow.fs as pafs
+from botocore.config import Config
+from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows, SupportsTriggerAvailableNow
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "shard_id string, sequence_number string, partition_key string, arrival_time timestamp, data binary"
+ARROW_SCHEMA = pa.schema(
+    [
+        ("shard_id", pa.string()),
+        ("sequence_number", pa.string()),
+        ("partition_key", pa.string()),
+        ("arrival_time", pa.timestamp("us", tz="UTC")),
+        ("data", pa.binary()),
+    ]
+)
+MAX_RECORDS_PER_CALL = 10_000  # the GetRecords API limit
+TRIM_HORIZON, LATEST = "trim_horizon", "latest"
+BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 10}, connect_timeout=5, read_timeout=60)
+
+
+def kinesis_client():
+    """boto3 reads credentials and AWS_ENDPOINT_URL itself; AWS_REGION is passed on."""
+    return boto3.client("kinesis", region_name=os.environ.get("AWS_REGION"), config=BOTO_CONFIG)
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    """The data source's options, validated where they enter."""
+
+    stream: str
+    metadata_path: str
+    starting_position: str = TRIM_HORIZON
+    max_records_per_batch: int = 0  # 0: everything available
+
+    @classmethod
+    def parse(cls, options) -> ReaderOptions:
+        stream = options.get("streamName")
+        metadata_path = options.get("metadataPath")
+        if not stream:
+            raise ValueError("option streamName is required")
+        if not metadata_path:
+            raise ValueError("option metadataPath is required")
+        position = options.get("startingPosition", TRIM_HORIZON).lower()
+        if position not in (TRIM_HORIZON, LATEST):
+            position = parse_timestamp(position).isoformat()
+        max_records = int(options.get("maxRecordsPerBatch", "0"))
+        if max_records < 0:
+            raise ValueError("option maxRecordsPerBatch must be 0 or more")
+        return cls(stream, metadata_path, position, max_records)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """ISO-8601; without an offset, UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"startingPosition must be trim_horizon, latest or an ISO-8601 time, got {text!r}") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# --- Positions and offsets (plain JSON dicts, as Spark checkpoints them) --------------------
+
+
+def iterator_args(position: dict) -> dict:
+    """GetShardIterator arguments that start reading at ``position``."""
+    if "after" in position:
+        return {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": position["after"]}
+    if "at_timestamp" in position:
+        return {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": parse_timestamp(position["at_timestamp"])}
+    return {"ShardIteratorType": "TRIM_HORIZON"}
+
+
+def readable_shards(shards: dict[str, dict]) -> list[str]:
+    """Shards to read now: not finished, and every known parent finished (parents first)."""
+    return [
+        shard_id
+        for shard_id, state in sorted(shards.items())
+        if not state.get("done") and all(shards.get(p, {"done": True}).get("done") for p in state.get("parents", []))
+    ]
+
+
+@dataclass(frozen=True)
+class ShardEnd:
+    """Where the read of one shard for one batch stopped (recorded by the executor)."""
+
+    last_sequence_number: str | None  # None: nothing was read
+    records: int
+    finished: bool  # a closed shard read to its end
+    caught_up: bool  # reached the stream's tip (or the availableNow target)
+    millis_behind_latest: int
+
+
+class ShardEndStore:
+    """Per batch and shard, where reading stopped: a JSON file written once, read on replay.
+
+    ``path`` is a local directory or any URI pyarrow can open (``s3://bucket/prefix`` on a
+    cluster whose executors do not share a disk with the driver).
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def _fs(self) -> tuple[pafs.FileSystem, str]:
+        if "://" in self._path and not self._path.startswith("file://"):
+            filesystem, root = pafs.FileSystem.from_uri(self._path)
+        else:
+            filesystem, root = pafs.LocalFileSystem(), os.path.abspath(self._path.removeprefix("file://"))
+        return filesystem, root.rstrip("/")
+
+    def get(self, batch: int, shard_id: str) -> ShardEnd | None:
+        filesystem, root = self._fs()
+        try:
+            with filesystem.open_input_stream(f"{root}/{batch:012d}/{shard_id}.json") as stream:
+                return ShardEnd(**json.loads(stream.read()))
+        except FileNotFoundError:
+            return None
+
+    def put(self, batch: int, shard_id: str, end: ShardEnd) -> None:
+        """Write atomically: a temporary file renamed into place."""
+        filesystem, root = self._fs()
+        directory = f"{root}/{batch:012d}"
+        filesystem.create_dir(directory, recursive=True)
+        temporary = f"{directory}/.{shard_id}.{uuid.uuid4().hex}.tmp"
+        with filesystem.open_output_stream(temporary) as stream:
+            stream.write(json.dumps(asdict(end)).encode())
+        filesystem.move(temporary, f"{directory}/{shard_id}.json")
+
+    def load(self, batch: int) -> dict[str, ShardEnd]:
+        filesystem, root = self._fs()
+        selector = pafs.FileSelector(f"{root}/{batch:012d}", allow_not_found=True)
+        ends = {}
+        for info in filesystem.get_file_info(selector):
+            name = info.base_name
+            if name.endswith(".json") and not name.startswith("."):
+                with filesystem.open_input_stream(info.path) as stream:
+                    ends[name.removesuffix(".json")] = ShardEnd(**json.loads(stream.read()))
+        return ends
+
+    def forget_before(self, batch: int) -> None:
+        """Drop the records of batches before ``batch``: no replay can need them."""
+        filesystem, root = self._fs()
+        for info in filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
+            if info.type == pafs.FileType.Directory and info.base_name.isdigit() and int(info.base_name) < batch:
+                filesystem.delete_dir(info.path)
+
+
+@dataclass(frozen=True)
+class ShardPartition(InputPartition):
+    """One shard of one micro-batch: where to start, how much at most, until when."""
+
+    stream: str
+    shard_id: str
+    batch: int
+    position: dict
+    max_records: int  # 0: no limit
+    until: str | None  # availableNow target: records that arrived later are left for later
+    metadata_path: str
+
+
+# --- Reading one shard (runs on an executor) --------------------------------------------------
+
+
+def _to_arrow(shard_id: str, records: list[dict]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array([shard_id] * len(records), pa.string()),
+            pa.array([r["SequenceNumber"] for r in records], pa.string()),
+            pa.array([r["PartitionKey"] for r in records], pa.string()),
+            pa.array([r["ApproximateArrivalTimestamp"] for r in records], pa.timestamp("us", tz="UTC")),
+            pa.array([r["Data"] for r in records], pa.binary()),
+        ],
+        schema=ARROW_SCHEMA,
+    )
+
+
+class ShardReader:
+    """Reads one shard from a position, following GetRecords' continuation iterators."""
+
+    def __init__(self, client, stream: str, shard_id: str, position: dict) -> None:
+        self._client, self._stream, self._shard_id = client, stream, shard_id
+        self._position = position
+        self._iterator: str | None = None
+        self.last_sequence_number: str | None = position.get("after")
+        self.millis_behind_latest = 0
+        self.finished = False
+
+    def _fresh_iterator(self) -> str:
+        position = {"after": self.last_sequence_number} if self.last_sequence_number else self._position
+        return self._client.get_shard_iterator(
+            StreamName=self._stream, ShardId=self._shard_id, **iterator_args(position)
+        )["ShardIterator"]
+
+    def next_records(self, limit: int) -> list[dict]:
+        """The next up to ``limit`` records; sets ``finished`` at the end of a closed shard."""
+        if self._iterator is None:
+            self._iterator = self._fresh_iterator()
+        try:
+            response = self._client.get_records(ShardIterator=self._iterator, Limit=limit)
+        except self._client.exceptions.ExpiredIteratorException:
+            self._iterator = self._fresh_iterator()  # iterators live 5 minutes: resume after the last record
+            response = self._client.get_records(ShardIterator=self._iterator, Limit=limit)
+        records = response["Records"]
+        if records:
+            self.last_sequence_number = records[-1]["SequenceNumber"]
+        self.millis_behind_latest = response.get("MillisBehindLatest", 0)
+        self._iterator = response.get("NextShardIterator")
+        self.finished = self._iterator is None
+        return records
+
+
+def _arrived_after(record: dict, until: datetime | None) -> bool:
+    return until is not None and record["ApproximateArrivalTimestamp"] > until
+
+
+def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Iterator[pa.RecordBatch]:
+    """Yield the shard's records for this batch, then record (or respect) where the batch ends."""
+    recorded = store.get(partition.batch, partition.shard_id)
+    if recorded is not None:
+        yield from _replay(client, partition, recorded)
+        return
+    reader = ShardReader(client, partition.stream, partition.shard_id, partition.position)
+    until = parse_timestamp(partition.until) if partition.until else None
+    remaining = partition.max_records or math.inf
+    read = 0
+    caught_up = False
+    while remaining > 0 and not reader.finished and not caught_up:
+        before = reader.last_sequence_number
+        records = reader.next_records(int(min(remaining, MAX_RECORDS_PER_CALL)))
+        kept = [r for r in records if not _arrived_after(r, until)]
+        if len(kept) < len(records):  # past the availableNow target: stop before those
+            caught_up, reader.finished = True, False
+            reader.last_sequence_number = kept[-1]["SequenceNumber"] if kept else before
+        else:
+            caught_up = reader.millis_behind_latest == 0 and not reader.finished
+        if kept:
+            read += len(kept)
+            remaining -= len(kept)
+            yield _to_arrow(partition.shard_id, kept)
+    store.put(
+        partition.batch,
+        partition.shard_id,
+        ShardEnd(reader.last_sequence_number, read, reader.finished, caught_up, reader.millis_behind_latest),
+    )
+
+
+def _replay(client, partition: ShardPartition, recorded: ShardEnd) -> Iterator[pa.RecordBatch]:
+    """Read exactly the records an earlier attempt of this batch read: up to its recorded end."""
+    if recorded.records == 0:
+        return
+    reader = ShardReader(client, partition.stream, partition.shard_id, partition.position)
+    end = int(recorded.last_sequence_number)
+    read = 0
+    while read < recorded.records:
+        records = reader.next_records(MAX_RECORDS_PER_CALL)
+        kept = [r for r in records if int(r["SequenceNumber"]) <= end]
+        read += len(kept)
+        if kept:
+            yield _to_arrow(partition.shard_id, kept)
+        if len(kept) < len(records) or reader.finished or (not records and reader.millis_behind_latest == 0):
+            break
+    if read != recorded.records:
+        raise RuntimeError(
+            f"replay of batch {partition.batch} on {partition.stream}/{partition.shard_id} found {read} records "
+            f"where the first read found {recorded.records}: records were trimmed from the shard meanwhile"
+        )
+
+
+# --- The data source and its stream reader (the driver side) ----------------------------------
+
+
+class KinesisDataSource(DataSource):
+    """``spark.readStream.format("kinesis")``: see the module docstring."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "kinesis"
+
+    def schema(self) -> str:
+        return SCHEMA
+
+    def streamReader(self, schema) -> KinesisStreamReader:  # noqa: N802 (Spark's API name)
+        return KinesisStreamReader(ReaderOptions.parse(self.options))
+
+
+class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+    """Plans micro-batches on the driver; holds only plain configuration (it is pickled)."""
+
+    def __init__(self, options: ReaderOptions) -> None:
+        self.options = options
+        self.until: str | None = None
+
+    def initialOffset(self) -> dict:  # noqa: N802
+        return {"stream": self.options.stream, "batch": -1, "until": None, "max_records": 0, "shards": {}}
+
+    def getDefaultReadLimit(self) -> ReadLimit:  # noqa: N802
+        if self.options.max_records_per_batch:
+            return ReadMaxRows(self.options.max_records_per_batch)
+        return ReadAllAvailable()
+
+    def prepareForTriggerAvailableNow(self) -> None:  # noqa: N802
+        self.until = datetime.now(UTC).isoformat()
+
+    def latestOffset(self, start: dict, limit: ReadLimit) -> dict:  # noqa: N802
+        if start.get("stream") != self.options.stream:
+            raise ValueError(
+                f"the checkpoint belongs to stream {start.get('stream')!r}, not {self.options.stream!r}: "
+                "use another checkpoint directory"
+            )
+        client = kinesis_client()
+        shards = self._positions_after(start)
+        self._add_new_shards(client, shards, first=start["batch"] < 0)
+        if not self._anything_to_read(client, start, shards):
+            # Unchanged, so that Spark plans no batch: every Spark batch is one of ours, and its
+            # id is our batch number. What changed here (new shards, finished ones) is found again.
+            return start
+        readable = readable_shards(shards)
+        max_rows = limit.max_rows if isinstance(limit, ReadMaxRows) else 0
+        per_shard = math.ceil(max_rows / len(readable)) if max_rows else 0
+        return {
+            "stream": self.options.stream,
+            "batch": start["batch"] + 1,
+            "until": self.until,
+            "max_records": per_shard,
+            "shards": shards,
+        }
+
+    def _positions_after(self, start: dict) -> dict[str, dict]:
+        """Where the next batch starts: after what the previous batch recorded for each shard."""
+        shards = {shard_id: dict(state) for shard_id, state in start["shards"].items()}
+        if start["batch"] < 0:
+            return shards
+        for shard_id, end in ShardEndStore(self.options.metadata_path).load(start["batch"]).items():
+            if end.last_sequence_number:
+                shards[shard_id] = {**shards[shard_id], "after": end.last_sequence_number}
+                shards[shard_id].pop("at_timestamp", None)
+            if end.finished:
+                shards[shard_id]["done"] = True
+        return shards
+
+    def _add_new_shards(self, client, shards: dict[str, dict], *, first: bool) -> None:
+        """Shards the stream has now but the offsets do not know (a new query, or resharding)."""
+        initial: dict = {}
+        if first and self.options.starting_position == LATEST:
+            initial = {"at_timestamp": datetime.now(UTC).isoformat()}  # pinned, so a replay is exact
+        elif first and self.options.starting_position != TRIM_HORIZON:
+            initial = {"at_timestamp": self.options.starting_position}
+        for shard in _list_shards(client, self.options.stream):
+            if shard["ShardId"] in shards:
+                continue
+            parents = [p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p]
+            shards[shard["ShardId"]] = {**(initial if first else {}), "parents": parents}
+
+    def _anything_to_read(self, client, start: dict, shards: dict[str, dict]) -> bool:
+        """Whether a batch would read something; marks closed shards that were read to the end."""
+        previous = ShardEndStore(self.options.metadata_path).load(start["batch"]) if start["batch"] >= 0 else {}
+        until = parse_timestamp(self.until) if self.until else None
+        probed: set[str] = set()
+        while True:
+            pending = [s for s in readable_shards(shards) if s not in probed]
+            if not pending:
+                return False
+            for shard_id in pending:
+                end = previous.get(shard_id)
+                if end is not None and not end.caught_up and not end.finished:
+                    return True  # the last batch stopped at its limit: there is more
+                probed.add(shard_id)
+                reader = ShardReader(client, self.options.stream, shard_id, shards[shard_id])
+                records = reader.next_records(1)
+                if records and not _arrived_after(records[0], until):
+                    return True
+                if reader.finished and not records:
+                    shards[shard_id]["done"] = True  # its children may be readable now
+
+    def partitions(self, start: dict, end: dict) -> list[ShardPartition]:
+        if end["batch"] == start["batch"]:
+            return []
+        return [
+            ShardPartition(
+                stream=end["stream"],
+                shard_id=shard_id,
+                batch=end["batch"],
+                position={k: v for k, v in end["shards"][shard_id].items() if k in ("after", "at_timestamp")},
+                max_records=end["max_records"],
+                until=end["until"],
+                metadata_path=self.options.metadata_path,
+            )
+            for shard_id in readable_shards(end["shards"])
+        ]
+
+    def read(self, partition: ShardPartition) -> Iterator[pa.RecordBatch]:
+        yield from read_shard(kinesis_client(), partition, ShardEndStore(partition.metadata_path))
+
+    def commit(self, end: dict) -> None:
+        if end["batch"] > 0:
+            ShardEndStore(self.options.metadata_path).forget_before(end["batch"])
+
+
+def _list_shards(client, stream: str) -> list[dict]:
+    shards, token = [], None
+    while True:
+        response = client.list_shards(NextToken=token) if token else client.list_shards(StreamName=stream)
+        shards.extend(response["Shards"])
+        token = response.get("NextToken")
+        if not token:
+            return shards

@@ -1,0 +1,115 @@
+"""The ETL's settings: one frozen object, from flags with environment fallbacks, validated here."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+STREAM_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
+DEFAULT_MAX_RECORDS = 100_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    stream: str
+    bucket: str
+    checkpoint: str
+    once: bool
+    trigger_interval: float
+    idle_timeout: float
+    max_records_per_batch: int
+    starting_position: str
+    metrics_json: str | None
+    master: str
+    dedup_horizon_hours: int
+
+    @property
+    def spark_checkpoint(self) -> str:
+        return os.path.join(self.checkpoint, "spark")
+
+    @property
+    def shard_ends(self) -> str:
+        return os.path.join(self.checkpoint, "kinesis-shard-ends")
+
+    @property
+    def state_file(self) -> str:
+        return os.path.join(self.checkpoint, "etl-state.json")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = _OneLineParser(prog="etl", description="Kinesis -> Spark -> enriched Parquet on S3.")
+    add = parser.add_argument
+    add("--stream", default=env("STREAM_NAME"), help="Kinesis stream (env STREAM_NAME)")
+    add("--bucket", default=env("S3_BUCKET"), help="S3 bucket for enriched/ and quarantine/ (env S3_BUCKET)")
+    add(
+        "--checkpoint",
+        default=env("CHECKPOINT_DIR"),
+        help="checkpoint directory (env CHECKPOINT_DIR; default checkpoints/STREAM)",
+    )
+    add("--once", action="store_true", default=env("RUN_ONCE", "").lower() in ("1", "true", "yes"),
+        help="process what is in the stream at start, then exit (env RUN_ONCE)")  # fmt: skip
+    add("--trigger-interval", type=float, default=env("TRIGGER_INTERVAL", "5"),
+        help="seconds between mini-batches (env TRIGGER_INTERVAL, 5)")  # fmt: skip
+    add("--idle-timeout", type=float, default=env("IDLE_TIMEOUT", "0"),
+        help="exit after this many seconds without new records; 0 = run forever (env IDLE_TIMEOUT, 0)")  # fmt: skip
+    add("--max-records-per-batch", type=int, default=env("MAX_RECORDS_PER_BATCH", str(DEFAULT_MAX_RECORDS)),
+        help=f"most records a mini-batch, 0 = all (env MAX_RECORDS_PER_BATCH, {DEFAULT_MAX_RECORDS})")  # fmt: skip
+    add("--starting-position", default=env("STARTING_POSITION", "trim_horizon"),
+        help="for a new checkpoint: trim_horizon, latest or an ISO-8601 time (env STARTING_POSITION)")  # fmt: skip
+    add(
+        "--metrics-json",
+        default=env("METRICS_JSON"),
+        help="rewrite cumulative metrics here after each batch (env METRICS_JSON)",
+    )
+    add("--master", default=env("SPARK_MASTER", "local[*]"), help="Spark master URL (env SPARK_MASTER, local[*])")
+    add("--dedup-horizon-hours", type=int, default=env("DEDUP_HORIZON_HOURS", "168"),
+        help="drop a repeated article_id within this many hours of arrival (env DEDUP_HORIZON_HOURS, 168)")  # fmt: skip
+    return parser
+
+
+def parse_settings(argv: list[str] | None = None) -> Settings:
+    """Settings from flags and environment; exits 2 with one line naming a bad setting."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.stream or not STREAM_NAME.match(args.stream):
+        parser.error(f"--stream (STREAM_NAME) must be a Kinesis stream name, got {args.stream!r}")
+    if not args.bucket or not BUCKET_NAME.match(args.bucket):
+        parser.error(f"--bucket (S3_BUCKET) must be an S3 bucket name, got {args.bucket!r}")
+    if args.trigger_interval <= 0:
+        parser.error(f"--trigger-interval must be above 0, got {args.trigger_interval}")
+    if args.idle_timeout < 0:
+        parser.error(f"--idle-timeout must be 0 or more, got {args.idle_timeout}")
+    if args.max_records_per_batch < 0:
+        parser.error(f"--max-records-per-batch must be 0 or more, got {args.max_records_per_batch}")
+    if args.dedup_horizon_hours < 1:
+        parser.error(f"--dedup-horizon-hours must be at least 1, got {args.dedup_horizon_hours}")
+    position = args.starting_position.lower()
+    if position not in ("trim_horizon", "latest"):
+        try:
+            value = datetime.fromisoformat(args.starting_position)
+        except ValueError:
+            parser.error(f"--starting-position must be trim_horizon, latest or an ISO-8601 time, got {position!r}")
+        position = (value.replace(tzinfo=UTC) if value.tzinfo is None else value).isoformat()
+    return Settings(
+        stream=args.stream,
+        bucket=args.bucket,
+        checkpoint=args.checkpoint or os.path.join("checkpoints", args.stream),
+        once=args.once,
+        trigger_interval=args.trigger_interval,
+        idle_timeout=args.idle_timeout,
+        max_records_per_batch=args.max_records_per_batch,
+        starting_position=position,
+        metrics_json=args.metrics_json,
+        master=args.master,
+        dedup_horizon_hours=args.dedup_horizon_hours,
+    )

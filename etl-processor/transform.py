@@ -1,0 +1,101 @@
+"""Validation and enrichment of raw Kinesis records: DataFrame in, DataFrame out.
+
+No I/O, no configuration, no Python UDFs: everything is a Spark built-in, so it runs in the
+JVM. The article contract is in README.md ("Article contract"); the tests hold an independent
+reference of it in ``tests/contract.py``.
+
+Strict JSON types need VARIANT: ``from_json`` with a string field silently turns a number or
+an object into its JSON text, so a mistyped field would pass. ``try_parse_json`` keeps each
+value's type, which ``schema_of_variant`` reports.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+REQUIRED_FIELDS = ("article_id", "title", "content", "published_at")
+OPTIONAL_FIELDS = ("author", "source", "url", "category", "language")
+# Python's str.split() splits on these (every c with c.isspace()); Java's \s alone is ASCII-only.
+PYTHON_WHITESPACE = r"\s\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+WORD = f"[^{PYTHON_WHITESPACE}]+"
+ENRICHED, QUARANTINED = "enriched", "quarantine"
+
+ENRICHED_COLUMNS = (
+    "article_id", "title", "content", "author", "source", "url", "category", "language",
+    "published_at", "word_count", "shard_id", "sequence_number", "arrival_time", "processed_at",
+)  # fmt: skip
+QUARANTINE_COLUMNS = ("raw_data", "error", "shard_id", "sequence_number", "arrival_time", "processed_at")
+# What the writer receives: both outputs' columns, plus where each row goes.
+OUTPUT_COLUMNS = ("kind", "dt", *ENRICHED_COLUMNS, "raw_data", "error")
+
+
+def word_count(content: Column) -> Column:
+    """Words as Python's ``str.split()`` finds them; 0 for empty or whitespace-only text."""
+    return F.coalesce(F.regexp_count(content, F.lit(WORD)), F.lit(0)).cast("int")
+
+
+def _json_type(document: Column, field: str) -> Column:
+    """``STRING``, ``BIGINT``, ``OBJECT<...>``, ``VOID`` (JSON null), or null when absent."""
+    return F.schema_of_variant(F.try_variant_get(document, f"$.{field}", "variant"))
+
+
+def validation_error(data: Column) -> tuple[Column, Column]:
+    """The reason a payload is not a valid article (null when it is one), and its parsed JSON."""
+    text = data.cast("string")
+    document = F.try_parse_json(text)
+    error = (
+        F.when(~F.is_valid_utf8(text), F.lit("invalid UTF-8"))
+        .when(document.isNull(), F.lit("not JSON"))
+        .when(~F.schema_of_variant(document).startswith("OBJECT"), F.lit("not a JSON object"))
+    )
+    for field in REQUIRED_FIELDS:
+        kind = _json_type(document, field)
+        error = error.when(kind.isNull() | (kind == "VOID"), F.lit(f"missing {field}"))
+        error = error.when(kind != "STRING", F.lit(f"{field} is not a string"))
+    error = error.when(F.try_variant_get(document, "$.article_id", "string") == "", F.lit("article_id is empty"))
+    published = F.try_to_timestamp(F.try_variant_get(document, "$.published_at", "string"))
+    error = error.when(published.isNull(), F.lit("published_at is not ISO-8601"))
+    return error, document
+
+
+def prepare_records(raw: DataFrame) -> DataFrame:
+    """Classify and enrich raw records (the data source's schema) into the writer's columns.
+
+    Valid articles get typed fields, a UTC ``published_at`` timestamp, ``word_count``, and
+    ``dt`` = the UTC date they were published; everything else keeps its raw bytes and the
+    reason, with ``dt`` = the UTC date it arrived. ``dedup_key`` is the article id, or for an
+    invalid record its unique shard and sequence number (invalid records are never duplicates).
+    """
+    error, document = validation_error(F.col("data"))
+    fields = [F.try_variant_get(document, f"$.{name}", "string").alias(name) for name in REQUIRED_FIELDS]
+    optional = [F.try_variant_get(document, f"$.{name}", "string").alias(name) for name in OPTIONAL_FIELDS]
+    parsed = raw.select("*", error.alias("error"), *fields, *optional)
+    valid = F.col("error").isNull()
+    return parsed.select(
+        F.when(valid, F.lit(ENRICHED)).otherwise(F.lit(QUARANTINED)).alias("kind"),
+        F.when(valid, F.col("article_id"))
+        .otherwise(F.concat(F.lit("invalid/"), "shard_id", F.lit("/"), "sequence_number"))
+        .alias("dedup_key"),
+        *[F.when(valid, F.col(name)).alias(name) for name in ("article_id", "title", "content", *OPTIONAL_FIELDS)],
+        F.when(valid, F.try_to_timestamp("published_at")).alias("published_at"),
+        F.when(valid, word_count(F.col("content"))).alias("word_count"),
+        "shard_id",
+        "sequence_number",
+        "arrival_time",
+        F.when(~valid, F.col("data")).alias("raw_data"),
+        "error",
+    )
+
+
+def output_rows(records: DataFrame) -> DataFrame:
+    """Stamp ``processed_at`` and the ``dt`` partition, in the writer's column order."""
+    dt = F.date_format(F.coalesce("published_at", "arrival_time"), "yyyy-MM-dd")
+    return records.select(
+        "kind",
+        dt.alias("dt"),
+        *[c for c in ENRICHED_COLUMNS if c != "processed_at"],
+        F.current_timestamp().alias("processed_at"),
+        "raw_data",
+        "error",
+    ).select(*OUTPUT_COLUMNS)
