@@ -19,7 +19,7 @@ LOCALSTACK_PINS := 'localstack-core[runtime]==$(LOCALSTACK_VERSION)' 'cbor2<5.8'
 PYTEST_ARGS ?=
 QUIET_PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1
 
-.PHONY: help check install localstack test test-unit bench lint fmt populate clean
+.PHONY: help check install localstack test test-unit bench lint fmt populate etl clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ fmt: install ## Format and fix what ruff can
 
 populate: install ## Put articles into STREAM_NAME at AWS_ENDPOINT_URL (flags via ARGS="...")
 	$(BIN)/python populate-script/populate.py $(ARGS)
+
+etl: install ## Run the ETL on the host (STREAM_NAME, S3_BUCKET, AWS_ENDPOINT_URL...; flags via ARGS="...")
+	$(BIN)/python etl-processor/etl.py $(ARGS)
 
 clean: ## Remove .venv and caches (the LocalStack virtualenv stays: rm -r $(LOCALSTACK_VENV))
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -94,6 +94,8 @@ def preflight(settings: Settings) -> RunState:
 
 def build_session(settings: Settings) -> SparkSession:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if settings.master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # one machine: stay on loopback
     # Python workers (the source's planner on the driver, tasks on executors) import this
     # folder's modules; the JVM passes PYTHONPATH on to the workers it starts.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
@@ -209,6 +211,8 @@ def run(spark: SparkSession, settings: Settings, state: RunState) -> None:
     log.info("query started on stream %s, checkpoint %s", settings.stream, settings.checkpoint)
     while query.isActive:
         query.awaitTermination(IDLE_POLL_S)
+        if query.status["isDataAvailable"]:  # a batch with new records is planned or running
+            handler.rows_seen_at = time.monotonic()
         idle = time.monotonic() - handler.rows_seen_at
         if settings.idle_timeout and not settings.once and idle > settings.idle_timeout:
             log.info("no new records for %.0f s: stopping", idle)
@@ -234,6 +238,7 @@ def root_cause(error: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     settings = parse_settings(argv)
     try:

@@ -80,8 +80,10 @@ class ReaderOptions:
             raise ValueError("option streamName is required")
         if not metadata_path:
             raise ValueError("option metadataPath is required")
-        position = options.get("startingPosition", TRIM_HORIZON).lower()
-        if position not in (TRIM_HORIZON, LATEST):
+        position = options.get("startingPosition", TRIM_HORIZON)
+        if position.lower() in (TRIM_HORIZON, LATEST):
+            position = position.lower()
+        else:
             position = parse_timestamp(position).isoformat()
         max_records = int(options.get("maxRecordsPerBatch", "0"))
         if max_records < 0:

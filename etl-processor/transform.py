@@ -20,6 +20,10 @@ OPTIONAL_FIELDS = ("author", "source", "url", "category", "language")
 PYTHON_WHITESPACE = r"\s\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 WORD = f"[^{PYTHON_WHITESPACE}]+"
 ENRICHED, QUARANTINED = "enriched", "quarantine"
+# The ISO-8601 forms the contract accepts: a date, or a date and time with "T" or a space,
+# optional seconds and fraction, optional "Z" or +hh:mm offset.
+ISO_8601 = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?\z"
+TIMESTAMP_PATTERNS = ("yyyy-MM-dd'T'HH:mm[:ss][.SSSSSS][XXX]", "yyyy-MM-dd HH:mm[:ss][.SSSSSS][XXX]", "yyyy-MM-dd")
 
 ENRICHED_COLUMNS = (
     "article_id", "title", "content", "author", "source", "url", "category", "language",
@@ -40,10 +44,30 @@ def _json_type(document: Column, field: str) -> Column:
     return F.schema_of_variant(F.try_variant_get(document, f"$.{field}", "variant"))
 
 
+def single_json_value(text: Column) -> Column:
+    """The payload's one JSON value as a VARIANT; SQL null if it is not exactly one JSON value.
+
+    Spark's JSON parsers stop after the first complete value and ignore what follows, so a record
+    holding two articles back to back would pass as its first one. Parsed as the array
+    ``[payload, 0]``, it has exactly the two elements ``[value, 0]`` only if the payload is one
+    JSON value.
+    """
+    wrapped = F.try_parse_json(F.concat(F.lit("["), text, F.lit(",0]")))
+    single = (F.try_variant_get(wrapped, "$[1]", "int") == 0) & F.try_variant_get(wrapped, "$[2]", "variant").isNull()
+    return F.when(F.coalesce(single, F.lit(False)), F.try_variant_get(wrapped, "$[0]", "variant"))
+
+
+def parse_published_at(text: Column) -> Column:
+    """A UTC timestamp for the contract's ISO-8601 forms (no offset = UTC), else null."""
+    parsed = F.coalesce(*[F.try_to_timestamp(text, F.lit(pattern)) for pattern in TIMESTAMP_PATTERNS])
+    in_range = F.year(parsed).between(1, 9999)  # an offset can push 9999-12-31 past what readers hold
+    return F.when(F.regexp_like(text, F.lit(ISO_8601)) & in_range, parsed)
+
+
 def validation_error(data: Column) -> tuple[Column, Column]:
     """The reason a payload is not a valid article (null when it is one), and its parsed JSON."""
     text = data.cast("string")
-    document = F.try_parse_json(text)
+    document = single_json_value(text)
     error = (
         F.when(~F.is_valid_utf8(text), F.lit("invalid UTF-8"))
         .when(document.isNull(), F.lit("not JSON"))
@@ -54,7 +78,7 @@ def validation_error(data: Column) -> tuple[Column, Column]:
         error = error.when(kind.isNull() | (kind == "VOID"), F.lit(f"missing {field}"))
         error = error.when(kind != "STRING", F.lit(f"{field} is not a string"))
     error = error.when(F.try_variant_get(document, "$.article_id", "string") == "", F.lit("article_id is empty"))
-    published = F.try_to_timestamp(F.try_variant_get(document, "$.published_at", "string"))
+    published = parse_published_at(F.try_variant_get(document, "$.published_at", "string"))
     error = error.when(published.isNull(), F.lit("published_at is not ISO-8601"))
     return error, document
 
@@ -78,7 +102,7 @@ def prepare_records(raw: DataFrame) -> DataFrame:
         .otherwise(F.concat(F.lit("invalid/"), "shard_id", F.lit("/"), "sequence_number"))
         .alias("dedup_key"),
         *[F.when(valid, F.col(name)).alias(name) for name in ("article_id", "title", "content", *OPTIONAL_FIELDS)],
-        F.when(valid, F.try_to_timestamp("published_at")).alias("published_at"),
+        F.when(valid, parse_published_at(F.col("published_at"))).alias("published_at"),
         F.when(valid, word_count(F.col("content"))).alias("word_count"),
         "shard_id",
         "sequence_number",

@@ -182,6 +182,7 @@ def summary_line(settings: Settings, stats: PutStats, elapsed: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     settings = parse_settings(argv)
     started = time.monotonic()
     try:

@@ -27,6 +27,7 @@ def pytest_configure(config):
 def spark():
     """One local Spark session for every test that needs one (starting one takes about 7 s)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
     session = (

@@ -7,6 +7,7 @@ the ETL, so a mistake in either shows up as a disagreement with this file.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 
@@ -24,10 +25,27 @@ ARTICLE_FIELDS = (
 REQUIRED_FIELDS = ("article_id", "title", "content", "published_at")
 
 
+# A date, or date and time ("T" or space), optional seconds and fraction, optional Z or +hh:mm.
+ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?")
+
+
 def parse_published_at(text: str) -> datetime:
-    """ISO-8601; a time without an offset is UTC."""
+    """The contract's ISO-8601 forms; a time without an offset is UTC.
+
+    Raises:
+        ValueError: for anything else, or a time that does not exist in UTC's calendar.
+    """
+    if not ISO_8601.fullmatch(text):
+        raise ValueError(f"not one of the contract's ISO-8601 forms: {text!r}")
     value = datetime.fromisoformat(text)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"out of range in UTC: {text!r}") from None
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 def contract_violation(data: bytes) -> str | None:
@@ -37,8 +55,9 @@ def contract_violation(data: bytes) -> str | None:
     except UnicodeDecodeError:
         return "invalid UTF-8"
     try:
-        article = json.loads(text)
-    except json.JSONDecodeError:
+        article = json.loads(text, parse_constant=_reject_constant)  # NaN and Infinity are not JSON
+        json.dumps(article, ensure_ascii=False).encode()  # an escaped lone surrogate is not text
+    except (ValueError, UnicodeEncodeError, RecursionError):
         return "not JSON"
     if not isinstance(article, dict):
         return "not a JSON object"

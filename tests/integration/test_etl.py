@@ -1,0 +1,226 @@
+"""etl.py end to end against real moto and LocalStack: exactly once, quarantine, metrics, errors.
+
+The expected output is derived independently of the ETL: the stream is read back with boto3 and
+each record judged by the reference contract (tests/contract.py); the first record of each
+article id is the one that must be written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import REPO, run_script
+from tests.contract import contract_violation, parse_published_at
+from tests.kinesis_reader import read_stream
+
+pytestmark = pytest.mark.integration
+
+ETL = "etl-processor/etl.py"
+POPULATE = "populate-script/populate.py"
+UNTIL = "2026-11-20T12:00:00Z"
+BATCH_WITH_RECORDS = re.compile(r"^batch \d+: read [1-9]", re.MULTILINE)
+OUTPUT_KEY = re.compile(r"^(enriched|quarantine)/dt=\d{4}-\d{2}-\d{2}/part-\d{8}\.parquet$")
+
+
+@pytest.fixture
+def bucket(emulator) -> str:
+    name = f"news-{uuid.uuid4().hex[:10]}"
+    emulator.client("s3").create_bucket(Bucket=name)
+    return name
+
+
+def populate(emulator, stream: str, *args: str) -> None:
+    result = run_script(POPULATE, ["--stream", stream, "--until", UNTIL, *args], emulator)
+    assert result.returncode == 0, result.stderr
+
+
+def etl(emulator, stream, bucket, checkpoint, *args: str) -> subprocess.CompletedProcess:
+    argv = ["--stream", stream, "--bucket", bucket, "--checkpoint", str(checkpoint), "--master", "local[2]", *args]
+    return run_script(ETL, argv, emulator, timeout=600)
+
+
+def start_etl(emulator, stream, bucket, checkpoint, *args: str) -> subprocess.Popen:
+    """The job as a background process group (so a test can SIGKILL all of it, JVM included).
+
+    Its log (stderr) goes to ``<checkpoint>.log``.
+    """
+    argv = [sys.executable, str(REPO / ETL), "--stream", stream, "--bucket", bucket,
+            "--checkpoint", str(checkpoint), "--master", "local[2]", *args]  # fmt: skip
+    with open(f"{checkpoint}.log", "w") as log:
+        return subprocess.Popen(
+            argv, env={**os.environ, **emulator.env()}, stdout=subprocess.PIPE, stderr=log,
+            text=True, start_new_session=True,
+        )  # fmt: skip
+
+
+def s3_filesystem(emulator) -> pafs.S3FileSystem:
+    return pafs.S3FileSystem(
+        endpoint_override=emulator.endpoint, region="us-east-1", access_key="test", secret_key="test"
+    )
+
+
+def output(emulator, bucket: str, kind: str):
+    return pq.read_table(f"{bucket}/{kind}", filesystem=s3_filesystem(emulator), partitioning="hive")
+
+
+def object_etags(emulator, bucket: str) -> dict[str, str]:
+    pages = emulator.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}
+
+
+def expected_output(emulator, stream: str) -> tuple[dict[str, dict], dict[tuple[str, str], str]]:
+    """From the stream itself: the first article of each id, and the reason for every invalid record."""
+    articles: dict[str, dict] = {}
+    invalid: dict[tuple[str, str], str] = {}
+    for record in read_stream(emulator.client("kinesis"), stream):
+        reason = contract_violation(record.data)
+        if reason:
+            invalid[record.shard_id, record.sequence_number] = reason
+        else:
+            article = json.loads(record.data)
+            articles.setdefault(article["article_id"], article)
+    return articles, invalid
+
+
+def assert_exactly_once(emulator, stream: str, bucket: str) -> None:
+    """Every valid article once, every invalid record quarantined with its reason, nothing else."""
+    articles, invalid = expected_output(emulator, stream)
+    enriched = output(emulator, bucket, "enriched").to_pylist()
+    ids = Counter(row["article_id"] for row in enriched)
+    assert ids.most_common(1)[0][1] == 1, "an article was written twice"
+    assert set(ids) == set(articles)
+    for row in enriched:
+        article = articles[row["article_id"]]
+        assert row["word_count"] == len(article["content"].split())
+        assert row["published_at"] == parse_published_at(article["published_at"])
+        assert str(row["dt"]) == row["published_at"].astimezone(UTC).date().isoformat()
+        assert (row["title"], row["content"]) == (article["title"], article["content"])
+    quarantined = output(emulator, bucket, "quarantine").to_pylist()
+    assert {(r["shard_id"], r["sequence_number"]): r["error"] for r in quarantined} == invalid
+    assert len(quarantined) == len(invalid)
+    assert all(OUTPUT_KEY.match(key) for key in object_etags(emulator, bucket))
+
+
+def assert_metrics_match_output(emulator, bucket: str, metrics_path) -> dict:
+    """The metrics file equals a recomputation from the Parquet that was written."""
+    metrics = json.loads(metrics_path.read_text())
+    enriched = output(emulator, bucket, "enriched").to_pylist()
+    assert metrics["enriched"] == len(enriched)
+    assert metrics["quarantined"] == output(emulator, bucket, "quarantine").num_rows
+    assert metrics["records_read"] == metrics["enriched"] + metrics["quarantined"] + metrics["duplicates_dropped"]
+    hours: dict[str, list[int]] = {}
+    for row in enriched:
+        hour = row["published_at"].astimezone(UTC).strftime("%Y-%m-%dT%H:00:00Z")
+        hours.setdefault(hour, []).append(row["word_count"])
+    assert [w["window_start"] for w in metrics["hourly"]] == sorted(hours)
+    for window in metrics["hourly"]:
+        counts = hours[window["window_start"]]
+        assert window["records"] == len(counts)
+        assert window["avg_word_count"] == pytest.approx(sum(counts) / len(counts), abs=0.005)
+    assert sum(d["records"] for d in metrics["daily"]) == len(enriched)
+    return metrics
+
+
+def test_runs_write_every_article_exactly_once_across_reruns_and_new_records(emulator, stream_name, bucket, tmp_path):
+    """3 shards with invalid and duplicate records: exact output; a rerun adds nothing; new records once."""
+    checkpoint, metrics_path = tmp_path / "checkpoint", tmp_path / "metrics.json"
+    populate(emulator, stream_name, "--shards", "3", "--count", "1200", "--seed", "11",
+             "--bad-ratio", "0.1", "--dup-ratio", "0.05")  # fmt: skip
+    first = etl(emulator, stream_name, bucket, checkpoint, "--once", "--max-records-per-batch", "500",
+                "--metrics-json", str(metrics_path))  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert len(re.findall(r"^batch \d+: read", first.stdout, re.MULTILINE)) >= 3
+    assert "daily average word_count (all windows)" in first.stdout
+    assert_exactly_once(emulator, stream_name, bucket)
+    metrics = assert_metrics_match_output(emulator, bucket, metrics_path)
+    assert (metrics["records_read"], metrics["quarantined"], metrics["duplicates_dropped"]) == (1200, 120, 60)
+
+    before = object_etags(emulator, bucket)
+    rerun = etl(emulator, stream_name, bucket, checkpoint, "--once", "--metrics-json", str(metrics_path))
+    assert rerun.returncode == 0, rerun.stderr
+    assert "batch" not in rerun.stdout.split("totals on this checkpoint")[0]
+    assert object_etags(emulator, bucket) == before
+    assert json.loads(metrics_path.read_text()) == metrics
+
+    # Continuous mode: mini-batches every 2 s while populate writes, then exit 0 when idle.
+    polling = start_etl(emulator, stream_name, bucket, checkpoint, "--trigger-interval", "2",
+                        "--idle-timeout", "20", "--metrics-json", str(metrics_path))  # fmt: skip
+    populate(emulator, stream_name, "--count", "150", "--seed", "12", "--bad-ratio", "0.1")
+    assert any(BATCH_WITH_RECORDS.match(line) for line in polling.stdout), "the first lot was never read"
+    populate(emulator, stream_name, "--count", "150", "--seed", "13", "--bad-ratio", "0.1")
+    stdout, _ = polling.communicate(timeout=300)
+    assert polling.returncode == 0
+    assert BATCH_WITH_RECORDS.search(stdout), "records put while the job was polling were not read"
+    assert_exactly_once(emulator, stream_name, bucket)
+    metrics = assert_metrics_match_output(emulator, bucket, metrics_path)
+    assert (metrics["records_read"], metrics["quarantined"]) == (1500, 150)
+
+
+def test_sigkill_mid_run_then_restart_gives_exactly_once_output(emulator, stream_name, bucket, tmp_path):
+    """The job's whole process tree killed with SIGKILL after a committed batch, then rerun: exact output."""
+    checkpoint, metrics_path = tmp_path / "checkpoint", tmp_path / "metrics.json"
+    populate(emulator, stream_name, "--shards", "2", "--count", "2400", "--seed", "21",
+             "--bad-ratio", "0.05", "--dup-ratio", "0.05")  # fmt: skip
+    job = start_etl(emulator, stream_name, bucket, checkpoint, "--once", "--max-records-per-batch", "200",
+                    "--metrics-json", str(metrics_path))  # fmt: skip
+    deadline = time.monotonic() + 300
+    for line in job.stdout:  # kill while the batch after the first one is under way
+        if line.startswith("batch 1:") or time.monotonic() > deadline:
+            break
+    time.sleep(1.5)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    state = json.loads((checkpoint / "etl-state.json").read_text())
+    assert 1 <= state["last_batch_id"] < 11, "the kill did not land mid-run"
+
+    restart = etl(emulator, stream_name, bucket, checkpoint, "--once", "--max-records-per-batch", "200",
+                  "--metrics-json", str(metrics_path))  # fmt: skip
+    assert restart.returncode == 0, restart.stderr
+    assert_exactly_once(emulator, stream_name, bucket)
+    metrics = assert_metrics_match_output(emulator, bucket, metrics_path)
+    assert metrics["records_read"] == 2400
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing-stream", "stream 'no-such-stream' not found"),
+        ("missing-bucket", "bucket 'no-such-bucket' not found"),
+        ("foreign-checkpoint", "belongs to stream 'another-stream'"),
+        ("bad-flag", "--max-records-per-batch"),
+    ],
+)
+def test_misconfiguration_stops_with_one_line(case, message, moto, stream_name, tmp_path):
+    """Each setup error exits non-zero with a single line on stderr that names the problem."""
+    kinesis = moto.client("kinesis")
+    kinesis.create_stream(StreamName=stream_name, ShardCount=1)
+    moto.client("s3").create_bucket(Bucket="a-bucket")
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "etl-state.json").write_text(json.dumps({"stream": "another-stream", "bucket": "a-bucket"}))
+    stream, bucket, extra = stream_name, "a-bucket", ["--checkpoint", str(tmp_path / "fresh")]
+    if case == "missing-stream":
+        stream = "no-such-stream"
+    elif case == "missing-bucket":
+        bucket = "no-such-bucket"
+    elif case == "foreign-checkpoint":
+        extra = ["--checkpoint", str(checkpoint)]
+    else:
+        extra += ["--max-records-per-batch", "-5"]
+    result = run_script(ETL, ["--stream", stream, "--bucket", bucket, "--once", *extra], moto, timeout=60)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and message in errors[0], result.stderr

@@ -1,0 +1,410 @@
+"""The Kinesis data source without a network: positions, shard ends, replay, resharding, options."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from pyspark.sql.streaming.datasource import ReadAllAvailable
+
+import kinesis_source
+from kinesis_source import (
+    KinesisStreamReader,
+    ReaderOptions,
+    ShardEnd,
+    ShardEndStore,
+    ShardPartition,
+    iterator_args,
+    read_shard,
+    readable_shards,
+)
+from settings import parse_settings
+
+STREAM = "news"
+SHARD = "shardId-000000000000"
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+BEHIND = 60_000  # MillisBehindLatest the stub reports while records remain after the iterator
+
+
+class ExpiredIteratorError(Exception):
+    """What the stub raises where Kinesis raises ExpiredIteratorException."""
+
+
+class StubKinesis:
+    """An in-memory Kinesis: the calls the data source makes, served from per-shard record lists.
+
+    Sequence numbers come from one counter that crosses a digit boundary (998, 999, 1000, ...),
+    so code comparing them as strings instead of numbers would go wrong.
+    """
+
+    def __init__(self, page: int | None = None) -> None:
+        self.page = page  # most records one GetRecords returns, whatever the Limit (as Kinesis may)
+        self.records: dict[str, list[dict]] = {}
+        self.parents: dict[str, list[str]] = {}
+        self.closed: set[str] = set()
+        self.expire_on_calls: set[int] = set()  # get_records call numbers (1-based) that raise
+        self.get_records_calls = 0
+        self.iterator_requests: list[dict] = []
+        self._sequence = itertools.count(998)
+        self._iterators: dict[str, tuple[str, int]] = {}
+        self.exceptions = SimpleNamespace(ExpiredIteratorException=ExpiredIteratorError)
+
+    def add_shard(self, shard_id: str, parents: tuple[str, ...] = ()) -> None:
+        self.records[shard_id] = []
+        self.parents[shard_id] = list(parents)
+
+    def put(self, shard_id: str, count: int, arrival: datetime | None = None) -> list[str]:
+        """Append ``count`` records, one second apart after ``arrival`` (default: after the last one)."""
+        records = self.records[shard_id]
+        start = arrival or (records[-1]["ApproximateArrivalTimestamp"] + timedelta(seconds=1) if records else T0)
+        added = []
+        for i in range(count):
+            sequence = str(next(self._sequence))
+            records.append(
+                {
+                    "SequenceNumber": sequence,
+                    "PartitionKey": f"key-{sequence}",
+                    "Data": f'{{"n": {sequence}}}'.encode(),
+                    "ApproximateArrivalTimestamp": start + timedelta(seconds=i),
+                }
+            )
+            added.append(sequence)
+        return added
+
+    def _start_index(self, records: list[dict], kind: str, sequence: str | None, timestamp: datetime | None) -> int:
+        if kind == "TRIM_HORIZON":
+            return 0
+        if kind == "AFTER_SEQUENCE_NUMBER":
+            return sum(1 for r in records if int(r["SequenceNumber"]) <= int(sequence))
+        if kind == "AT_TIMESTAMP":
+            return sum(1 for r in records if r["ApproximateArrivalTimestamp"] < timestamp)
+        raise AssertionError(f"unexpected ShardIteratorType {kind}")
+
+    # The API methods take boto3's keyword arguments (CamelCase, as the AWS API names them).
+    def get_shard_iterator(self, **request) -> dict:
+        assert request["StreamName"] == STREAM
+        shard_id, kind, after = request["ShardId"], request["ShardIteratorType"], request.get("StartingSequenceNumber")
+        self.iterator_requests.append({"ShardId": shard_id, "Type": kind, "After": after})
+        index = self._start_index(self.records[shard_id], kind, after, request.get("Timestamp"))
+        return {"ShardIterator": self._iterator(shard_id, index)}
+
+    def _iterator(self, shard_id: str, index: int) -> str:
+        token = f"{shard_id}/{index}/{len(self._iterators)}"
+        self._iterators[token] = (shard_id, index)
+        return token
+
+    def get_records(self, **request) -> dict:
+        limit = request["Limit"]
+        assert 1 <= limit <= 10_000, f"GetRecords Limit {limit} is outside 1..10000"
+        self.get_records_calls += 1
+        if self.get_records_calls in self.expire_on_calls:
+            raise ExpiredIteratorError("Iterator expired")
+        shard_id, index = self._iterators[request["ShardIterator"]]
+        records = self.records[shard_id]
+        served = records[index : index + min(limit, self.page or limit)]
+        after = index + len(served)
+        at_tip = after >= len(records)
+        return {
+            "Records": [dict(r) for r in served],
+            "NextShardIterator": None if at_tip and shard_id in self.closed else self._iterator(shard_id, after),
+            "MillisBehindLatest": 0 if at_tip else BEHIND,
+        }
+
+    def list_shards(self, **request) -> dict:
+        assert request == {"StreamName": STREAM}
+        shards = []
+        for shard_id, parents in self.parents.items():
+            shard = {"ShardId": shard_id}
+            shard.update(dict(zip(("ParentShardId", "AdjacentParentShardId"), parents, strict=False)))
+            shards.append(shard)
+        return {"Shards": shards}
+
+
+@pytest.fixture
+def kinesis() -> StubKinesis:
+    client = StubKinesis()
+    client.add_shard(SHARD)
+    return client
+
+
+@pytest.fixture
+def store(tmp_path) -> ShardEndStore:
+    return ShardEndStore(str(tmp_path / "shard-ends"))
+
+
+def partition(batch=0, position=None, max_records=0, until=None, shard_id=SHARD, metadata_path="unused"):
+    return ShardPartition(STREAM, shard_id, batch, position or {}, max_records, until, metadata_path)
+
+
+def read(client, part: ShardPartition, store: ShardEndStore) -> list[str]:
+    """The sequence numbers read_shard yields, in order."""
+    return [s for batch in read_shard(client, part, store) for s in batch.column("sequence_number").to_pylist()]
+
+
+# --- read_shard ----------------------------------------------------------------------------
+
+
+def test_read_shard_starts_at_trim_horizon_and_stops_at_max_records(kinesis, store):
+    """The first batch reads the oldest records up to max_records and records where it stopped."""
+    sequences = kinesis.put(SHARD, 10)
+    assert read(kinesis, partition(max_records=4), store) == sequences[:4]
+    assert store.get(0, SHARD) == ShardEnd(
+        sequences[3], 4, finished=False, caught_up=False, millis_behind_latest=BEHIND
+    )
+    assert kinesis.iterator_requests[0]["Type"] == "TRIM_HORIZON"
+
+
+def test_read_shard_yields_the_records_fields(kinesis, store):
+    """Each yielded row carries the shard, sequence number, partition key, UTC arrival time and bytes."""
+    kinesis.put(SHARD, 2)
+    [batch] = list(read_shard(kinesis, partition(), store))
+    assert batch.to_pylist()[0] == {
+        "shard_id": SHARD,
+        "sequence_number": "998",
+        "partition_key": "key-998",
+        "arrival_time": T0,
+        "data": b'{"n": 998}',
+    }
+
+
+def test_next_batch_continues_right_after_the_recorded_end(kinesis, store):
+    """Batch 1, starting after batch 0's recorded end, reads the rest: no gap and no repeat."""
+    sequences = kinesis.put(SHARD, 10)
+    first = read(kinesis, partition(batch=0, max_records=4), store)
+    end = store.get(0, SHARD)
+    second = read(kinesis, partition(batch=1, position={"after": end.last_sequence_number}), store)
+    assert first + second == sequences
+    assert store.get(1, SHARD) == ShardEnd(sequences[-1], 6, finished=False, caught_up=True, millis_behind_latest=0)
+
+
+@pytest.mark.parametrize(("max_records", "page"), [(0, None), (3, None), (3, 2), (0, 2)])
+def test_replaying_a_batch_reads_the_same_records_after_more_arrived(kinesis, store, max_records, page):
+    """A second read of batch N stops at the end the first one recorded, ignoring records added since."""
+    kinesis.page = page
+    kinesis.put(SHARD, 5)
+    first = read(kinesis, partition(batch=0, max_records=max_records), store)
+    recorded = store.get(0, SHARD)
+    kinesis.put(SHARD, 4)
+    again = read(kinesis, partition(batch=0, max_records=max_records), store)
+    assert again == first
+    assert len(first) == (max_records or 5)
+    assert store.get(0, SHARD) == recorded
+
+
+def test_replaying_a_batch_that_read_nothing_yields_nothing(kinesis, store):
+    """A batch whose first read found an empty shard stays empty on replay, even after records arrive."""
+    assert read(kinesis, partition(), store) == []
+    kinesis.put(SHARD, 3)
+    assert read(kinesis, partition(), store) == []
+
+
+@pytest.mark.parametrize("page", [None, 3])
+def test_available_now_leaves_records_that_arrived_after_until(kinesis, store, page):
+    """Records that arrived after ``until`` are not read, and the recorded end is the last one before it."""
+    kinesis.page = page
+    sequences = kinesis.put(SHARD, 6)  # arrivals T0, T0+1s, ... T0+5s
+    until = (T0 + timedelta(seconds=2, milliseconds=500)).isoformat()
+    assert read(kinesis, partition(until=until), store) == sequences[:3]
+    end = store.get(0, SHARD)
+    assert (end.last_sequence_number, end.records, end.finished, end.caught_up) == (sequences[2], 3, False, True)
+    rest = read(kinesis, partition(batch=1, position={"after": sequences[2]}), store)
+    assert rest == sequences[3:]
+
+
+def test_closed_shard_read_to_its_end_is_finished(kinesis, store):
+    """Reading a closed shard through its last record records finished=True."""
+    sequences = kinesis.put(SHARD, 3)
+    kinesis.closed.add(SHARD)
+    assert read(kinesis, partition(), store) == sequences
+    assert store.get(0, SHARD) == ShardEnd(sequences[-1], 3, finished=True, caught_up=False, millis_behind_latest=0)
+
+
+def test_closed_shard_not_read_to_its_end_is_not_finished(kinesis, store):
+    """A closed shard cut short by max_records is not finished yet."""
+    kinesis.put(SHARD, 3)
+    kinesis.closed.add(SHARD)
+    read(kinesis, partition(max_records=2), store)
+    assert store.get(0, SHARD).finished is False
+
+
+@pytest.mark.parametrize(
+    ("expire_on_call", "resumed_type", "last_read"),
+    [(1, "TRIM_HORIZON", None), (2, "AFTER_SEQUENCE_NUMBER", 1), (3, "AFTER_SEQUENCE_NUMBER", 3)],
+    ids=["before-any-record", "after-one-page", "after-two-pages"],
+)
+def test_expired_iterator_resumes_after_the_last_record_read(kinesis, store, expire_on_call, resumed_type, last_read):
+    """An ExpiredIteratorException mid-read is met with a fresh iterator; no record is lost or repeated."""
+    kinesis.page = 2
+    sequences = kinesis.put(SHARD, 7)
+    kinesis.expire_on_calls = {expire_on_call}
+    assert read(kinesis, partition(), store) == sequences
+    assert store.get(0, SHARD).records == 7
+    resumed = kinesis.iterator_requests[1]
+    assert (resumed["Type"], resumed["After"]) == (resumed_type, None if last_read is None else sequences[last_read])
+
+
+def test_at_timestamp_position_starts_at_the_first_record_arrived_then(kinesis, store):
+    """A pinned start time reads from the first record that arrived at or after it."""
+    sequences = kinesis.put(SHARD, 5)
+    position = {"at_timestamp": (T0 + timedelta(seconds=2)).isoformat()}
+    assert read(kinesis, partition(position=position), store) == sequences[2:]
+
+
+# --- positions, offsets and partitions --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("position", "expected"),
+    [
+        ({}, {"ShardIteratorType": "TRIM_HORIZON"}),
+        ({"after": "1000"}, {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": "1000"}),
+        (
+            {"at_timestamp": "2026-11-20T11:00:00+02:00"},
+            {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": datetime(2026, 11, 20, 9, tzinfo=UTC)},
+        ),
+    ],
+    ids=["trim-horizon", "after", "at-timestamp"],
+)
+def test_iterator_args_start_where_the_position_says(position, expected):
+    """A position becomes the matching GetShardIterator arguments."""
+    assert iterator_args(position) == expected
+
+
+def test_child_shard_is_readable_only_once_all_its_parents_are_done():
+    """A merge's child waits for both parents; a shard whose parent is unknown (expired) is readable."""
+    shards = {
+        "a": {"done": True},
+        "b": {"parents": []},
+        "c": {"parents": ["a", "b"]},
+        "d": {"parents": ["a"]},
+        "e": {"parents": ["trimmed-long-ago"]},
+    }
+    assert readable_shards(shards) == ["b", "d", "e"]
+    shards["b"]["done"] = True
+    assert readable_shards(shards) == ["c", "d", "e"]
+
+
+def test_partitions_are_one_per_readable_shard_of_the_end_offset():
+    """Each readable shard gets a partition with the end offset's batch, limit, until and start position."""
+    reader = KinesisStreamReader(ReaderOptions(STREAM, "/meta"))
+    start = {"stream": STREAM, "batch": 3, "until": None, "max_records": 0, "shards": {}}
+    end = {
+        "stream": STREAM,
+        "batch": 4,
+        "until": "2026-11-20T09:00:00+00:00",
+        "max_records": 50,
+        "shards": {
+            "a": {"done": True, "after": "1005", "parents": []},
+            "b": {"after": "1010", "parents": ["a"]},
+            "c": {"parents": ["b"]},
+            "d": {"at_timestamp": "2026-11-20T08:00:00+00:00", "parents": []},
+        },
+    }
+    assert reader.partitions(start, end) == [
+        ShardPartition(STREAM, "b", 4, {"after": "1010"}, 50, "2026-11-20T09:00:00+00:00", "/meta"),
+        ShardPartition(STREAM, "d", 4, {"at_timestamp": "2026-11-20T08:00:00+00:00"}, 50, end["until"], "/meta"),
+    ]
+
+
+def test_no_partitions_when_the_batch_number_did_not_move():
+    """An end offset equal to the start (nothing new) plans no partition."""
+    reader = KinesisStreamReader(ReaderOptions(STREAM, "/meta"))
+    offset = {"stream": STREAM, "batch": 2, "until": None, "max_records": 0, "shards": {"a": {"parents": []}}}
+    assert reader.partitions(offset, dict(offset)) == []
+
+
+def test_successive_batches_read_a_parent_then_its_child_once_each(monkeypatch, tmp_path):
+    """Planning with latestOffset reads a closed parent first, its child next, then plans nothing."""
+    kinesis = StubKinesis()
+    kinesis.add_shard("parent")
+    kinesis.add_shard("child", parents=("parent",))
+    parent_records = kinesis.put("parent", 3)
+    kinesis.closed.add("parent")
+    child_records = kinesis.put("child", 2)
+    monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
+    reader = KinesisStreamReader(ReaderOptions(STREAM, str(tmp_path / "meta")))
+
+    def next_batch(start: dict) -> tuple[dict, dict[str, list[str]]]:
+        end = reader.latestOffset(start, ReadAllAvailable())
+        store = ShardEndStore(str(tmp_path / "meta"))
+        return end, {p.shard_id: read(kinesis, p, store) for p in reader.partitions(start, end)}
+
+    first, read_first = next_batch(reader.initialOffset())
+    second, read_second = next_batch(first)
+    third, read_third = next_batch(second)
+    assert (first["batch"], read_first) == (0, {"parent": parent_records})
+    assert (second["batch"], read_second) == (1, {"child": child_records})
+    assert (third, read_third) == (second, {})
+    assert second["shards"]["parent"]["done"] is True
+
+
+# --- options and settings ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"metadataPath": "/meta"}, "streamName"),
+        ({"streamName": "", "metadataPath": "/meta"}, "streamName"),
+        ({"streamName": STREAM}, "metadataPath"),
+        ({"streamName": STREAM, "metadataPath": "/meta", "startingPosition": "soon"}, "startingPosition"),
+    ],
+    ids=["no-stream", "empty-stream", "no-metadata-path", "bad-starting-position"],
+)
+def test_reader_options_reject_a_bad_option_by_name(options, named):
+    """A missing or malformed option fails with a ValueError naming it."""
+    with pytest.raises(ValueError, match=named):
+        ReaderOptions.parse(options)
+
+
+@pytest.mark.parametrize(
+    "position",
+    ["2026-11-20T11:00:00+02:00", "2026-11-20T09:00:00Z", "2026-11-20T09:00:00"],
+    ids=["offset", "z", "naive"],
+)
+def test_reader_options_normalise_a_starting_time_to_utc(position):
+    """An ISO-8601 startingPosition (offset, Z, or none meaning UTC) becomes the same UTC instant."""
+    parsed = ReaderOptions.parse({"streamName": STREAM, "metadataPath": "/meta", "startingPosition": position})
+    assert parsed.starting_position == "2026-11-20T09:00:00+00:00"
+
+
+VALID_ARGV = ["--stream", "news", "--bucket", "news-bucket"]
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in ("STREAM_NAME", "S3_BUCKET", "TRIGGER_INTERVAL", "MAX_RECORDS_PER_BATCH", "STARTING_POSITION"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_valid_flags_give_settings(clean_env):
+    """The base flags the rejection tests alter are themselves accepted."""
+    settings = parse_settings([*VALID_ARGV, "--starting-position", "2026-11-20T09:00:00Z"])
+    assert (settings.stream, settings.bucket, settings.starting_position) == (
+        "news",
+        "news-bucket",
+        "2026-11-20T09:00:00+00:00",
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--bucket", "news-bucket"], "--stream"),
+        (["--stream", "news", "--bucket", "Bad_Bucket"], "--bucket"),
+        ([*VALID_ARGV, "--trigger-interval", "0"], "--trigger-interval"),
+        ([*VALID_ARGV, "--max-records-per-batch", "-1"], "--max-records-per-batch"),
+        ([*VALID_ARGV, "--starting-position", "soon"], "--starting-position"),
+    ],
+    ids=["missing-stream", "bad-bucket", "zero-trigger-interval", "negative-max-records", "bad-starting-position"],
+)
+def test_bad_setting_exits_2_with_one_line_naming_the_flag(clean_env, capsys, argv, flag):
+    """A bad flag exits with status 2 and a single stderr line that names it."""
+    with pytest.raises(SystemExit) as exited:
+        parse_settings(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert len(err.splitlines()) == 1
+    assert flag in err

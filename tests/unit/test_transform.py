@@ -1,0 +1,272 @@
+"""Validation and enrichment of raw records: each verdict agrees with the reference contract."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyspark.sql import Row
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from tests.contract import REQUIRED_FIELDS, contract_violation
+from transform import OUTPUT_COLUMNS, output_rows, prepare_records, word_count
+
+RAW_SCHEMA = "shard_id string, sequence_number string, partition_key string, arrival_time timestamp, data binary"
+ARRIVAL = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MISSING = object()  # an override that removes the field
+
+
+def article(**overrides) -> bytes:
+    """A minimal valid article (required fields only), with fields replaced or removed."""
+    fields = {
+        "article_id": "7ed63dac-fa44-4f04-99dc-8eb4e371cf85",
+        "title": "Late writer kid black order",
+        "content": "Serve popular site girl prove summer.",
+        "published_at": "2026-11-14T12:18:23Z",
+    }
+    fields.update(overrides)
+    return json.dumps({k: v for k, v in fields.items() if v is not MISSING}).encode()
+
+
+def micros(moment: datetime) -> int:
+    """Microseconds since the epoch, the absolute instant a Spark timestamp holds."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def raw_frame(spark, payloads: list[bytes], shard_id: str = "shardId-000000000000"):
+    rows = [(shard_id, str(1000 + i), f"key-{i}", ARRIVAL, payload) for i, payload in enumerate(payloads)]
+    return spark.createDataFrame(rows, RAW_SCHEMA)
+
+
+DUPLICATE_ID_LAST_VALID = (
+    b'{"article_id": 7, "title": "t", "content": "c", "published_at": "2026-11-14T12:18:23Z", "article_id": "b"}'
+)
+
+
+def _wrong_types():
+    for name in REQUIRED_FIELDS:
+        for label, value in (("number", 42), ("object", {"text": "x"}), ("list", ["x"])):
+            yield pytest.param(article(**{name: value}), f"{name} is not a string", id=f"{name}-{label}")
+
+
+VALIDATION_CASES = [
+    pytest.param(article(), None, id="valid-minimal"),
+    pytest.param(
+        article(author="A. Writer", language="en", views=12, tags=["a", "b"], extra={"nested": [1, None]}),
+        None,
+        id="valid-extra-fields-ignored",
+    ),
+    pytest.param(article(published_at="2026-11-14T12:18:23+02:00"), None, id="valid-published-at-offset"),
+    pytest.param(article(published_at="2026-11-14T12:18:23"), None, id="valid-published-at-no-offset"),
+    pytest.param(article().replace(b"Late writer", b"Late \xc3\x28writer"), "invalid UTF-8", id="invalid-utf8"),
+    pytest.param(b"\xff\xfe\xfd", "invalid UTF-8", id="invalid-utf8-only"),
+    pytest.param(b"hello, world", "not JSON", id="not-json"),
+    pytest.param(b"", "not JSON", id="empty-payload"),
+    pytest.param(b"  \n ", "not JSON", id="whitespace-payload"),
+    pytest.param(article()[:-12], "not JSON", id="truncated-json"),
+    pytest.param(article() + article(), "not JSON", id="two-objects-back-to-back"),
+    pytest.param(b'[{"article_id": "a"}]', "not a JSON object", id="top-level-array"),
+    pytest.param(b'"an article"', "not a JSON object", id="top-level-string"),
+    pytest.param(b"42", "not a JSON object", id="top-level-number"),
+    pytest.param(b"null", "not a JSON object", id="top-level-null"),
+    *[pytest.param(article(**{name: MISSING}), f"missing {name}", id=f"{name}-missing") for name in REQUIRED_FIELDS],
+    *[pytest.param(article(**{name: None}), f"missing {name}", id=f"{name}-null") for name in REQUIRED_FIELDS],
+    *_wrong_types(),
+    pytest.param(article(title=True), "title is not a string", id="title-boolean"),
+    pytest.param(article(article_id=""), "article_id is empty", id="article-id-empty"),
+    pytest.param(article(published_at="yesterday"), "published_at is not ISO-8601", id="published-at-word"),
+    pytest.param(article(published_at=""), "published_at is not ISO-8601", id="published-at-empty"),
+    pytest.param(
+        article(published_at="2026-13-45T25:61:00Z"), "published_at is not ISO-8601", id="published-at-out-of-range"
+    ),
+    pytest.param(article(published_at="12:18:23"), "published_at is not ISO-8601", id="published-at-time-only"),
+    pytest.param(article(published_at="2026-11-14T12:18Z"), None, id="valid-published-at-minutes-utc"),
+    pytest.param(article(published_at="2026-11-14"), None, id="valid-published-at-date-only"),
+    pytest.param(article(published_at="2026-11-14 12:18:23.5"), None, id="valid-published-at-space-fraction"),
+    pytest.param(article(published_at="2026"), "published_at is not ISO-8601", id="published-at-year-only"),
+    pytest.param(article(published_at="2026-02-30T00:00Z"), "published_at is not ISO-8601", id="published-at-feb-30"),
+    pytest.param(
+        article(published_at="9999-12-31T23:59:59-05:00"), "published_at is not ISO-8601", id="published-at-past-9999"
+    ),
+    pytest.param(article() + b" x", "not JSON", id="text-after-the-object"),
+    pytest.param(article() + b"]", "not JSON", id="bracket-after-the-object"),
+    pytest.param(article() + b",", "not JSON", id="comma-after-the-object"),
+    pytest.param(article() + b"  \n", None, id="whitespace-after-the-object"),
+    pytest.param(article()[:-1] + b', "views": NaN}', "not JSON", id="nan-value"),
+    pytest.param(DUPLICATE_ID_LAST_VALID, None, id="duplicate-key-last-valid"),
+    pytest.param(
+        b'{"article_id": "a", "title": "t", "content": "c", "published_at": "2026-11-14T12:18:23Z", "title": 7}',
+        "title is not a string",
+        id="duplicate-key-last-invalid",
+    ),
+]
+PAYLOADS = [case.values[0] for case in VALIDATION_CASES]
+
+
+@pytest.fixture(scope="module")
+def prepared(spark) -> dict[bytes, Row]:
+    """Every payload of the matrix through prepare_records in one Spark job, keyed by payload."""
+    assert len(set(PAYLOADS)) == len(PAYLOADS), "each matrix payload must be distinct"
+    frame = prepare_records(raw_frame(spark, PAYLOADS)).withColumn("published_us", F.unix_micros("published_at"))
+    rows = frame.drop("published_at").collect()
+    return {PAYLOADS[int(row.sequence_number) - 1000]: row for row in rows}
+
+
+@pytest.mark.parametrize(("payload", "expected"), VALIDATION_CASES)
+def test_validation_reason_matches_the_reference_contract(prepared, payload, expected):
+    """Spark's verdict on a payload is the expected reason, and the reference validator gives the same one."""
+    assert (prepared[payload].error, contract_violation(payload)) == (expected, expected)
+
+
+@pytest.mark.parametrize(
+    ("published_at", "utc"),
+    [
+        ("2026-11-14T12:18:23Z", datetime(2026, 11, 14, 12, 18, 23, tzinfo=UTC)),
+        ("2026-11-14T12:18:23+02:00", datetime(2026, 11, 14, 10, 18, 23, tzinfo=UTC)),
+        ("2026-11-14T12:18:23", datetime(2026, 11, 14, 12, 18, 23, tzinfo=UTC)),
+    ],
+)
+def test_valid_article_is_enriched_with_its_utc_publication_time(prepared, published_at, utc):
+    """A valid article is enriched, keyed by its id, with published_at converted to the UTC instant."""
+    row = prepared[article(published_at=published_at)]
+    assert row.kind == "enriched"
+    assert row.published_us == micros(utc)
+    assert row.dedup_key == row.article_id == "7ed63dac-fa44-4f04-99dc-8eb4e371cf85"
+    assert (row.title, row.content) == ("Late writer kid black order", "Serve popular site girl prove summer.")
+    assert row.word_count == 6
+    assert (row.raw_data, row.error) == (None, None)
+
+
+def test_optional_fields_are_typed_and_null_when_absent(prepared):
+    """Optional fields that are present come through as strings; absent ones are null."""
+    row = prepared[article(author="A. Writer", language="en", views=12, tags=["a", "b"], extra={"nested": [1, None]})]
+    assert (row.author, row.language) == ("A. Writer", "en")
+    assert (row.source, row.url, row.category) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        article().replace(b"Late writer", b"Late \xc3\x28writer"),
+        b"\xff\xfe\xfd",
+        article()[:-12],
+        article(published_at="yesterday"),
+        b"",
+    ],
+    ids=["invalid-utf8", "invalid-utf8-only", "truncated", "bad-timestamp", "empty"],
+)
+def test_invalid_record_is_quarantined_with_its_exact_bytes(prepared, payload):
+    """A quarantined record keeps its raw bytes unchanged and exposes no article fields."""
+    row = prepared[payload]
+    assert row.kind == "quarantine"
+    assert bytes(row.raw_data) == payload
+    assert (row.article_id, row.title, row.content, row.published_us, row.word_count) == (None,) * 5
+
+
+def test_quarantined_records_never_share_a_dedup_key(spark):
+    """Identical invalid payloads on other shards or sequence numbers keep distinct keys, unlike any article id."""
+    bad = article(published_at="yesterday")  # its article_id is a valid-looking id
+    rows = [
+        ("shardId-000000000000", "1001", "k", ARRIVAL, bad),
+        ("shardId-000000000000", "1002", "k", ARRIVAL, bad),
+        ("shardId-000000000001", "1001", "k", ARRIVAL, bad),
+        ("shardId-000000000001", "1002", "k", ARRIVAL, b"not json"),
+    ]
+    keys = [row.dedup_key for row in prepare_records(spark.createDataFrame(rows, RAW_SCHEMA)).collect()]
+    assert len(set(keys)) == 4
+    assert None not in keys
+    assert "7ed63dac-fa44-4f04-99dc-8eb4e371cf85" not in keys
+
+
+def test_duplicate_json_keys_keep_the_last_value(prepared):
+    """With a key repeated, the last occurrence is the one validated and kept, as in Python's json."""
+    row = prepared[DUPLICATE_ID_LAST_VALID]
+    assert (row.kind, row.article_id, row.dedup_key) == ("enriched", "b", "b")
+
+
+# --- word_count ------------------------------------------------------------------------------
+
+PYTHON_WHITESPACE = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+# Not whitespace to Python, though some look like it (zero-width space, BOM, Mongolian vowel separator).
+NOT_WHITESPACE = ["\u200b", "\ufeff", "\u180e", "\x00", "-", ",", "'", "é", "ß", "中", "😀", "👍🏽"]
+ALPHABET = ["a", "b", "Z", "7", *PYTHON_WHITESPACE, *NOT_WHITESPACE]
+
+
+def word_counts(spark, texts: list[str | None]) -> list[int]:
+    frame = spark.createDataFrame(list(enumerate(texts)), "i int, text string")
+    return [row.n for row in frame.select("i", word_count(F.col("text")).alias("n")).orderBy("i").collect()]
+
+
+WORD_COUNT_CASES = {
+    "": 0,
+    None: 0,
+    " ": 0,
+    "".join(PYTHON_WHITESPACE) * 2: 0,
+    "word": 1,
+    "  two   words \n": 2,
+    "a\u200bb\ufeffc\u180ed": 1,
+    "héllo, 世界 😀!": 3,
+    "one\x1ctwo\u3000three\xa0four": 4,
+}
+
+
+def test_word_count_explicit_cases(spark):
+    """Empty, null and whitespace-only text count 0 words; lookalike characters do not split words."""
+    assert word_counts(spark, list(WORD_COUNT_CASES)) == list(WORD_COUNT_CASES.values())
+
+
+def test_every_python_whitespace_character_separates_words(spark):
+    """Each of the 29 characters str.split() splits on also separates two words for word_count."""
+    texts = [f"one{ws}two{ws}" for ws in PYTHON_WHITESPACE]
+    assert word_counts(spark, texts) == [2] * len(PYTHON_WHITESPACE)
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(ALPHABET), max_size=40).map("".join), min_size=50, max_size=50))
+def test_word_count_agrees_with_python_str_split(spark, texts):
+    """For text mixing letters, every Unicode whitespace and lookalikes, word_count is len(str.split())."""
+    assert word_counts(spark, texts) == [len(text.split()) for text in texts]
+
+
+# --- output_rows -----------------------------------------------------------------------------
+
+WRITER_COLUMNS = [
+    "kind", "dt",
+    "article_id", "title", "content", "author", "source", "url", "category", "language",
+    "published_at", "word_count", "shard_id", "sequence_number", "arrival_time", "processed_at",
+    "raw_data", "error",
+]  # fmt: skip
+
+
+def test_output_rows_partition_by_utc_publication_or_arrival_date(spark):
+    """dt is the UTC date of published_at for articles and of arrival_time for quarantined records."""
+    # 2026-11-21 01:30 at +02:00 is still 2026-11-20 in UTC.
+    just_after_midnight_east = datetime(2026, 11, 21, 1, 30, tzinfo=timezone(timedelta(hours=2)))
+    rows = [
+        # Published 2026-11-14 23:30 at -02:00: 2026-11-15 in UTC; it arrived days later.
+        ("shardId-000000000000", "1", "k", ARRIVAL, article(published_at="2026-11-14T23:30:00-02:00")),
+        ("shardId-000000000000", "2", "k", just_after_midnight_east, b"not json"),
+        ("shardId-000000000000", "3", "k", ARRIVAL, article(article_id="other", published_at="2026-11-16T00:00:00")),
+    ]
+    out = output_rows(prepare_records(spark.createDataFrame(rows, RAW_SCHEMA)))
+    assertDataFrameEqual(
+        out.select("sequence_number", "kind", "dt"),
+        [Row(sequence_number="1", kind="enriched", dt="2026-11-15"),
+         Row(sequence_number="2", kind="quarantine", dt="2026-11-20"),
+         Row(sequence_number="3", kind="enriched", dt="2026-11-16")],
+    )  # fmt: skip
+    assert out.filter(F.col("processed_at").isNull()).count() == 0
+
+
+def test_output_rows_have_the_writer_columns_in_order(spark):
+    """The writer receives exactly the documented columns, in the documented order."""
+    out = output_rows(prepare_records(raw_frame(spark, [article()])))
+    assert out.columns == WRITER_COLUMNS
+    assert list(OUTPUT_COLUMNS) == WRITER_COLUMNS
+    assert out.schema["word_count"].dataType.simpleString() == "int"
+    assert out.schema["published_at"].dataType.simpleString() == "timestamp"
