@@ -49,6 +49,7 @@ class RunState:
 
     stream: str
     bucket: str
+    run_id: str = ""  # names this checkpoint's output files
     last_batch_id: int = -1
     records_read: int = 0
     enriched: int = 0

@@ -22,6 +22,7 @@ import os
 import re
 import sys
 import time
+import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,9 +52,12 @@ class ConfigurationError(RuntimeError):
 
 
 def load_state(settings: Settings) -> RunState:
+    """The checkpoint's running totals; a new checkpoint gets a run id that names its files."""
     path = Path(settings.state_file)
     if not path.exists():
-        return RunState(settings.stream, settings.bucket)
+        state = RunState(settings.stream, settings.bucket, run_id=uuid.uuid4().hex[:8])
+        save_json(settings.state_file, asdict(state))
+        return state
     state = RunState(**json.loads(path.read_text()))
     if state.stream != settings.stream:
         raise ConfigurationError(
@@ -73,20 +77,25 @@ def save_json(path: str, document: dict) -> None:
 
 def preflight(settings: Settings) -> RunState:
     """Check the stream, the bucket and the checkpoint; return the checkpoint's running totals."""
-    state = load_state(settings)
     try:
-        kinesis_client().describe_stream_summary(StreamName=settings.stream)
+        summary = kinesis_client().describe_stream_summary(StreamName=settings.stream)["StreamDescriptionSummary"]
     except ClientError as error:
         if error.response["Error"]["Code"] == "ResourceNotFoundException":
             raise ConfigurationError(f"stream {settings.stream!r} not found") from None
         raise
+    retention = summary.get("RetentionPeriodHours", 24)
+    if settings.dedup_horizon_hours < retention:  # the watermark would drop older records as late
+        raise ConfigurationError(
+            f"--dedup-horizon-hours ({settings.dedup_horizon_hours}) must be at least the stream's "
+            f"retention period ({retention} h)"
+        )
     try:
         boto3.client("s3", region_name=os.environ.get("AWS_REGION")).head_bucket(Bucket=settings.bucket)
     except ClientError as error:
         if error.response["Error"]["Code"] in ("404", "NoSuchBucket", "403"):
             raise ConfigurationError(f"bucket {settings.bucket!r} not found or not accessible") from None
         raise
-    return state
+    return load_state(settings)
 
 
 # --- Spark ------------------------------------------------------------------------------------
@@ -136,10 +145,11 @@ def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     )
 
 
-def write_batch(batch: DataFrame, batch_id: int, bucket: str) -> list[dict]:
+def write_batch(batch: DataFrame, batch_id: int, bucket: str, run_id: str) -> list[dict]:
     """Write one micro-batch to S3 in a single Spark job; returns what each file holds."""
     rows = output_rows(batch).repartition(F.col("kind"), F.col("dt"))
-    return [row.asDict() for row in rows.mapInArrow(batch_writer(bucket, batch_id), RESULT_SCHEMA).collect()]
+    writer = batch_writer(bucket, run_id, batch_id)
+    return [row.asDict() for row in rows.mapInArrow(writer, RESULT_SCHEMA).collect()]
 
 
 def batch_result(files: list[dict], records_read: int) -> BatchResult:
@@ -166,7 +176,7 @@ class BatchHandler:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
-        files = write_batch(batch, batch_id, self.settings.bucket)
+        files = write_batch(batch, batch_id, self.settings.bucket, self.state.run_id)
         ends = ShardEndStore(self.settings.shard_ends).load(batch_id)
         if files and not ends:
             raise RuntimeError(f"no shard ends recorded for batch {batch_id}: source and Spark batches diverged")

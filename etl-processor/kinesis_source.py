@@ -54,6 +54,7 @@ ARROW_SCHEMA = pa.schema(
     ]
 )
 MAX_RECORDS_PER_CALL = 10_000  # the GetRecords API limit
+PROBE_PAGES = 20  # empty GetRecords pages a probe follows before deciding a shard has nothing new
 TRIM_HORIZON, LATEST = "trim_horizon", "latest"
 BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 10}, connect_timeout=5, read_timeout=60)
 
@@ -254,6 +255,16 @@ def _arrived_after(record: dict, until: datetime | None) -> bool:
     return until is not None and record["ApproximateArrivalTimestamp"] > until
 
 
+def _first_late(records: list[dict], until: datetime | None) -> int:
+    """Index of the first record that arrived after ``until`` (len(records) if none).
+
+    Arrival times are approximate: the cut is at the first late record, so none is skipped.
+    """
+    if until is None:
+        return len(records)
+    return next((i for i, record in enumerate(records) if _arrived_after(record, until)), len(records))
+
+
 def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Iterator[pa.RecordBatch]:
     """Yield the shard's records for this batch, then record (or respect) where the batch ends."""
     recorded = store.get(partition.batch, partition.shard_id)
@@ -268,8 +279,9 @@ def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Itera
     while remaining > 0 and not reader.finished and not caught_up:
         before = reader.last_sequence_number
         records = reader.next_records(int(min(remaining, MAX_RECORDS_PER_CALL)))
-        kept = [r for r in records if not _arrived_after(r, until)]
-        if len(kept) < len(records):  # past the availableNow target: stop before those
+        cut = _first_late(records, until)
+        kept = records[:cut]
+        if cut < len(records):  # past the availableNow target: stop before those
             caught_up, reader.finished = True, False
             reader.last_sequence_number = kept[-1]["SequenceNumber"] if kept else before
         else:
@@ -349,15 +361,18 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 "use another checkpoint directory"
             )
         client = kinesis_client()
+        first = start["batch"] < 0
         shards = self._positions_after(start)
-        self._add_new_shards(client, shards, first=start["batch"] < 0)
-        if not self._anything_to_read(client, start, shards):
-            # Unchanged, so that Spark plans no batch: every Spark batch is one of ours, and its
-            # id is our batch number. What changed here (new shards, finished ones) is found again.
+        self._add_new_shards(client, shards, first=first)
+        # Spark runs batch 0 of a new query whatever this returns, so batch 0 is always planned
+        # (which also pins a `latest` start). After that, nothing new means `start` unchanged, so
+        # that Spark plans no batch: each Spark batch is one of ours, with the same number.
+        # What changed here (new or finished shards) is found again next time.
+        if not first and not self._anything_to_read(client, start, shards):
             return start
         readable = readable_shards(shards)
         max_rows = limit.max_rows if isinstance(limit, ReadMaxRows) else 0
-        per_shard = math.ceil(max_rows / len(readable)) if max_rows else 0
+        per_shard = math.ceil(max_rows / len(readable)) if max_rows and readable else 0
         return {
             "stream": self.options.stream,
             "batch": start["batch"] + 1,
@@ -386,11 +401,17 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             initial = {"at_timestamp": datetime.now(UTC).isoformat()}  # pinned, so a replay is exact
         elif first and self.options.starting_position != TRIM_HORIZON:
             initial = {"at_timestamp": self.options.starting_position}
-        for shard in _list_shards(client, self.options.stream):
+        listed = _list_shards(client, self.options.stream)
+        for shard in listed:
             if shard["ShardId"] in shards:
                 continue
             parents = [p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p]
             shards[shard["ShardId"]] = {**(initial if first else {}), "parents": parents}
+        for shard_id in set(shards) - {shard["ShardId"] for shard in listed}:
+            if not shards[shard_id].get("done"):  # a closed shard past retention: nothing left to read
+                log.warning("shard %s of %s is gone from the stream; its unread records expired", shard_id,
+                            self.options.stream)  # fmt: skip
+                shards[shard_id]["done"] = True
 
     def _anything_to_read(self, client, start: dict, shards: dict[str, dict]) -> bool:
         """Whether a batch would read something; marks closed shards that were read to the end."""
@@ -408,6 +429,10 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 probed.add(shard_id)
                 reader = ShardReader(client, self.options.stream, shard_id, shards[shard_id])
                 records = reader.next_records(1)
+                for _ in range(PROBE_PAGES):  # GetRecords may answer empty pages short of the records
+                    if records or reader.finished or reader.millis_behind_latest == 0:
+                        break
+                    records = reader.next_records(1)
                 if records and not _arrived_after(records[0], until):
                     return True
                 if reader.finished and not records:

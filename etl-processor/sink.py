@@ -3,13 +3,14 @@
 No ``s3a://`` (the hadoop-aws jars are not needed). The batch is shuffled so that each output
 path belongs to one task; that task streams its rows into one Parquet file per path:
 
-    s3://BUCKET/enriched/dt=YYYY-MM-DD/part-<batch id>.parquet     (dt: UTC date published)
-    s3://BUCKET/quarantine/dt=YYYY-MM-DD/part-<batch id>.parquet   (dt: UTC date arrived)
+    s3://BUCKET/enriched/dt=YYYY-MM-DD/part-<run id>-<batch id>.parquet     (dt: UTC date published)
+    s3://BUCKET/quarantine/dt=YYYY-MM-DD/part-<run id>-<batch id>.parquet   (dt: UTC date arrived)
 
-A file's name depends only on the batch id and its partition, and a replayed batch reads
-exactly the same records (see kinesis_source), so a replay overwrites each file with the same
-rows: readers never see an article twice. S3 makes each object visible whole, when its upload
-completes. Each task reports its files and, per hour, the articles and words it wrote.
+A file's name depends only on the checkpoint's run id, the batch id and its partition, and a
+replayed batch reads exactly the same records (see kinesis_source), so a replay overwrites
+each file with the same rows: readers never see an article twice. Files are written under
+``_staging/`` and copied into place when complete. Each task reports its files and, per hour,
+the articles and words it wrote.
 """
 
 from __future__ import annotations
@@ -65,8 +66,15 @@ def s3_filesystem() -> pafs.S3FileSystem:
     )
 
 
-def output_path(bucket: str, kind: str, dt: str, batch_id: int) -> str:
-    return f"{bucket}/{kind}/dt={dt}/part-{batch_id:08d}.parquet"
+def output_path(bucket: str, kind: str, dt: str, run_id: str, batch_id: int) -> str:
+    """Unique per checkpoint (``run_id``), batch and partition; the same on every replay."""
+    return f"{bucket}/{kind}/dt={dt}/part-{run_id}-{batch_id:08d}.parquet"
+
+
+def staging_path(final: str) -> str:
+    """Where a file is written before it is complete: readers of the output never list it."""
+    bucket, key = final.split("/", 1)
+    return f"{bucket}/_staging/{key}"
 
 
 def _hourly(table: pa.Table) -> dict[str, list[int]]:
@@ -88,24 +96,32 @@ def _hourly(table: pa.Table) -> dict[str, list[int]]:
 
 
 class _File:
-    """One output file, written in row groups as rows arrive."""
+    """One output file, written in row groups as rows arrive, published whole when closed.
+
+    It is written under ``_staging/`` and copied into place only once complete: if the task
+    fails, pyarrow's writer still finishes the upload when it is garbage-collected, and that
+    partial file must not be where readers look.
+    """
 
     def __init__(self, filesystem, path: str, schema: pa.Schema, *, count_hours: bool) -> None:
         self.path, self.rows, self._count_hours = path, 0, count_hours
         self.hourly: dict[str, list[int]] = {}
+        self._filesystem, self._staging = filesystem, staging_path(path)
         self._pending: list[pa.Table] = []
-        self._writer = pq.ParquetWriter(path, schema, filesystem=filesystem, compression=COMPRESSION)
+        self._pending_rows = 0
+        self._writer = pq.ParquetWriter(self._staging, schema, filesystem=filesystem, compression=COMPRESSION)
 
     def add(self, table: pa.Table) -> None:
         self._pending.append(table)
+        self._pending_rows += table.num_rows
         self.rows += table.num_rows
-        if sum(t.num_rows for t in self._pending) >= ROW_GROUP_ROWS:
+        if self._pending_rows >= ROW_GROUP_ROWS:
             self._flush()
 
     def _flush(self) -> None:
         if self._pending:
             table = pa.concat_tables(self._pending)
-            self._pending = []
+            self._pending, self._pending_rows = [], 0
             if self._count_hours:
                 for hour, counts in _hourly(table).items():
                     current = self.hourly.setdefault(hour, [0, 0])
@@ -116,9 +132,11 @@ class _File:
     def close(self) -> None:
         self._flush()
         self._writer.close()
+        self._filesystem.copy_file(self._staging, self.path)
+        self._filesystem.delete_file(self._staging)
 
 
-def batch_writer(bucket: str, batch_id: int):
+def batch_writer(bucket: str, run_id: str, batch_id: int):
     """A ``mapInArrow`` function writing its rows (``transform.OUTPUT_COLUMNS``) to S3."""
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -130,7 +148,7 @@ def batch_writer(bucket: str, batch_id: int):
                 mask = pc.and_(pc.equal(table["kind"], kind), pc.equal(table["dt"], dt))
                 rows = table.filter(mask).select(SCHEMAS[kind].names).cast(SCHEMAS[kind])
                 if (kind, dt) not in files:
-                    path = output_path(bucket, kind, dt, batch_id)
+                    path = output_path(bucket, kind, dt, run_id, batch_id)
                     files[kind, dt] = _File(filesystem, path, SCHEMAS[kind], count_hours=kind == "enriched")
                 files[kind, dt].add(rows)
         for (kind, dt), file in files.items():

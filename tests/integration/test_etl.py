@@ -32,7 +32,7 @@ ETL = "etl-processor/etl.py"
 POPULATE = "populate-script/populate.py"
 UNTIL = "2026-11-20T12:00:00Z"
 BATCH_WITH_RECORDS = re.compile(r"^batch \d+: read [1-9]", re.MULTILINE)
-OUTPUT_KEY = re.compile(r"^(enriched|quarantine)/dt=\d{4}-\d{2}-\d{2}/part-\d{8}\.parquet$")
+OUTPUT_KEY = re.compile(r"^(enriched|quarantine)/dt=\d{4}-\d{2}-\d{2}/part-[0-9a-f]{8}-\d{8}\.parquet$")
 
 
 @pytest.fixture
@@ -111,7 +111,10 @@ def assert_exactly_once(emulator, stream: str, bucket: str) -> None:
     quarantined = output(emulator, bucket, "quarantine").to_pylist()
     assert {(r["shard_id"], r["sequence_number"]): r["error"] for r in quarantined} == invalid
     assert len(quarantined) == len(invalid)
-    assert all(OUTPUT_KEY.match(key) for key in object_etags(emulator, bucket))
+    keys = object_etags(emulator, bucket)
+    assert all(OUTPUT_KEY.match(key) for key in keys if not key.startswith("_staging/"))
+    # pyarrow leaves empty "directory" markers where it deleted staged files; no data stays there.
+    assert all(key.endswith("/") for key in keys if key.startswith("_staging/"))
 
 
 def assert_metrics_match_output(emulator, bucket: str, metrics_path) -> dict:
@@ -194,6 +197,22 @@ def test_sigkill_mid_run_then_restart_gives_exactly_once_output(emulator, stream
     assert metrics["records_read"] == 2400
 
 
+def test_a_job_started_on_an_empty_stream_reads_what_arrives_later(emulator, stream_name, bucket, tmp_path):
+    """--once before any record exists, then records arrive: the next run writes each exactly once."""
+    checkpoint, metrics_path = tmp_path / "checkpoint", tmp_path / "metrics.json"
+    kinesis = emulator.client("kinesis")
+    kinesis.create_stream(StreamName=stream_name, ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream_name, WaiterConfig={"Delay": 1})
+    empty = etl(emulator, stream_name, bucket, checkpoint, "--once")
+    assert empty.returncode == 0, empty.stderr
+    assert "batch 0: read 0," in empty.stdout
+    populate(emulator, stream_name, "--count", "400", "--seed", "31", "--bad-ratio", "0.1", "--dup-ratio", "0.05")
+    later = etl(emulator, stream_name, bucket, checkpoint, "--once", "--metrics-json", str(metrics_path))
+    assert later.returncode == 0, later.stderr
+    assert_exactly_once(emulator, stream_name, bucket)
+    assert assert_metrics_match_output(emulator, bucket, metrics_path)["records_read"] == 400
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [
@@ -201,6 +220,7 @@ def test_sigkill_mid_run_then_restart_gives_exactly_once_output(emulator, stream
         ("missing-bucket", "bucket 'no-such-bucket' not found"),
         ("foreign-checkpoint", "belongs to stream 'another-stream'"),
         ("bad-flag", "--max-records-per-batch"),
+        ("short-dedup-horizon", "must be at least the stream's retention period (24 h)"),
     ],
 )
 def test_misconfiguration_stops_with_one_line(case, message, moto, stream_name, tmp_path):
@@ -218,8 +238,10 @@ def test_misconfiguration_stops_with_one_line(case, message, moto, stream_name, 
         bucket = "no-such-bucket"
     elif case == "foreign-checkpoint":
         extra = ["--checkpoint", str(checkpoint)]
-    else:
+    elif case == "bad-flag":
         extra += ["--max-records-per-batch", "-5"]
+    else:
+        extra += ["--dedup-horizon-hours", "1"]
     result = run_script(ETL, ["--stream", stream, "--bucket", bucket, "--once", *extra], moto, timeout=60)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if "error" in line]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from pyspark.sql.streaming.datasource import ReadAllAvailable
+from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 
 import kinesis_source
 from kinesis_source import (
@@ -338,6 +338,88 @@ def test_successive_batches_read_a_parent_then_its_child_once_each(monkeypatch, 
     assert (second["batch"], read_second) == (1, {"child": child_records})
     assert (third, read_third) == (second, {})
     assert second["shards"]["parent"]["done"] is True
+
+
+def test_first_batch_is_planned_even_on_an_empty_stream(monkeypatch, tmp_path):
+    """Spark runs batch 0 regardless, so the source plans it too: the batch numbers stay equal."""
+    kinesis = StubKinesis()
+    kinesis.add_shard(SHARD)
+    monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
+    reader = KinesisStreamReader(ReaderOptions(STREAM, str(tmp_path / "meta")))
+    first = reader.latestOffset(reader.initialOffset(), ReadMaxRows(100))
+    assert first["batch"] == 0
+    assert (
+        read(kinesis, reader.partitions(reader.initialOffset(), first)[0], ShardEndStore(str(tmp_path / "meta"))) == []
+    )
+    assert reader.latestOffset(first, ReadMaxRows(100)) == first  # still nothing: no batch 1
+    added = kinesis.put(SHARD, 3)
+    second = reader.latestOffset(first, ReadMaxRows(100))
+    assert second["batch"] == 1
+    assert read(kinesis, reader.partitions(first, second)[0], ShardEndStore(str(tmp_path / "meta"))) == added
+
+
+def test_latest_start_is_pinned_in_the_first_offset(monkeypatch, tmp_path):
+    """`latest` becomes a timestamp in batch 0's offset, so records arriving after the start are read."""
+    kinesis = StubKinesis()
+    kinesis.add_shard(SHARD)
+    kinesis.put(SHARD, 2, arrival=T0 - timedelta(days=1))  # before the query: skipped
+    monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
+    reader = KinesisStreamReader(ReaderOptions(STREAM, str(tmp_path / "meta"), starting_position="latest"))
+    first = reader.latestOffset(reader.initialOffset(), ReadAllAvailable())
+    pinned = first["shards"][SHARD]["at_timestamp"]
+    later = kinesis.put(SHARD, 2, arrival=datetime.fromisoformat(pinned) + timedelta(seconds=5))
+    store = ShardEndStore(str(tmp_path / "meta"))
+    assert read(kinesis, reader.partitions(reader.initialOffset(), first)[0], store) == later
+
+
+def test_available_now_cut_stops_at_the_first_late_record(kinesis, store):
+    """With arrival times out of order, the batch ends before the first late record; none is skipped."""
+    early, late, early_again = (kinesis.put(SHARD, 1, arrival=T0 + timedelta(seconds=s))[0] for s in (0, 60, 1))
+    until = (T0 + timedelta(seconds=30)).isoformat()
+    assert read(kinesis, partition(until=until), store) == [early]
+    assert store.get(0, SHARD).last_sequence_number == early
+    assert read(kinesis, partition(batch=1, position={"after": early}), store) == [late, early_again]
+
+
+def test_probe_looks_past_empty_pages_before_calling_a_shard_idle(monkeypatch, tmp_path):
+    """GetRecords may answer empty pages while records lie further on: the probe keeps going."""
+
+    class GappyKinesis(StubKinesis):
+        empty_pages = 3
+
+        def get_records(self, **request):
+            if self.empty_pages:
+                self.empty_pages -= 1
+                return {"Records": [], "NextShardIterator": request["ShardIterator"], "MillisBehindLatest": BEHIND}
+            return super().get_records(**request)
+
+    kinesis = GappyKinesis()
+    kinesis.add_shard(SHARD)
+    monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
+    reader = KinesisStreamReader(ReaderOptions(STREAM, str(tmp_path / "meta")))
+    first = reader.latestOffset(reader.initialOffset(), ReadAllAvailable())
+    read(kinesis, reader.partitions(reader.initialOffset(), first)[0], ShardEndStore(str(tmp_path / "meta")))
+    kinesis.put(SHARD, 1)
+    kinesis.empty_pages = 3
+    assert reader.latestOffset(first, ReadAllAvailable())["batch"] == 1
+
+
+def test_a_shard_gone_from_the_stream_is_finished_so_its_children_are_read(monkeypatch, tmp_path):
+    """A closed parent that expired from the stream no longer blocks its child."""
+    kinesis = StubKinesis()
+    kinesis.add_shard("parent")
+    kinesis.add_shard("child", parents=("parent",))
+    monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
+    reader = KinesisStreamReader(ReaderOptions(STREAM, str(tmp_path / "meta")))
+    first = reader.latestOffset(reader.initialOffset(), ReadAllAvailable())
+    assert [p.shard_id for p in reader.partitions(reader.initialOffset(), first)] == ["parent"]
+    store = ShardEndStore(str(tmp_path / "meta"))
+    read(kinesis, reader.partitions(reader.initialOffset(), first)[0], store)
+    del kinesis.records["parent"], kinesis.parents["parent"]  # past retention: ListShards drops it
+    added = kinesis.put("child", 2)
+    second = reader.latestOffset(first, ReadAllAvailable())
+    assert second["shards"]["parent"]["done"] is True
+    assert {p.shard_id: read(kinesis, p, store) for p in reader.partitions(first, second)} == {"child": added}
 
 
 # --- options and settings ---------------------------------------------------------------------
