@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from averages import BatchResult, RunState, averages_table, daily
+from averages import BatchResult, RunState, averages_table, daily, merge_windows
 from kinesis_source import KinesisDataSource, ShardEndStore, kinesis_client
 from settings import Settings, parse_settings
 from sink import RESULT_SCHEMA, batch_writer
@@ -155,10 +155,7 @@ def write_batch(batch: DataFrame, batch_id: int, bucket: str, run_id: str) -> li
 def batch_result(files: list[dict], records_read: int) -> BatchResult:
     hourly: dict[str, list[int]] = {}
     for file in files:
-        for hour, (records, words) in json.loads(file["hourly"]).items():
-            current = hourly.setdefault(hour, [0, 0])
-            current[0] += records
-            current[1] += words
+        merge_windows(hourly, json.loads(file["hourly"]))
     return BatchResult(
         records_read=records_read,
         enriched=sum(f["rows"] for f in files if f["kind"] == "enriched"),

@@ -24,6 +24,8 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from averages import merge_windows
+
 ENRICHED_SCHEMA = pa.schema(
     [
         ("article_id", pa.string()),
@@ -123,10 +125,7 @@ class _File:
             table = pa.concat_tables(self._pending)
             self._pending, self._pending_rows = [], 0
             if self._count_hours:
-                for hour, counts in _hourly(table).items():
-                    current = self.hourly.setdefault(hour, [0, 0])
-                    current[0] += counts[0]
-                    current[1] += counts[1]
+                merge_windows(self.hourly, _hourly(table))
             self._writer.write_table(table)
 
     def close(self) -> None:
