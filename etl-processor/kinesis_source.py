@@ -362,13 +362,14 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             )
         client = kinesis_client()
         first = start["batch"] < 0
-        shards = self._positions_after(start)
+        previous = {} if first else ShardEndStore(self.options.metadata_path).load(start["batch"])
+        shards = self._positions_after(start, previous)
         self._add_new_shards(client, shards, first=first)
         # Spark runs batch 0 of a new query whatever this returns, so batch 0 is always planned
         # (which also pins a `latest` start). After that, nothing new means `start` unchanged, so
         # that Spark plans no batch: each Spark batch is one of ours, with the same number.
         # What changed here (new or finished shards) is found again next time.
-        if not first and not self._anything_to_read(client, start, shards):
+        if not first and not self._anything_to_read(client, previous, shards):
             return start
         readable = readable_shards(shards)
         max_rows = limit.max_rows if isinstance(limit, ReadMaxRows) else 0
@@ -381,12 +382,11 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             "shards": shards,
         }
 
-    def _positions_after(self, start: dict) -> dict[str, dict]:
+    @staticmethod
+    def _positions_after(start: dict, previous: dict[str, ShardEnd]) -> dict[str, dict]:
         """Where the next batch starts: after what the previous batch recorded for each shard."""
         shards = {shard_id: dict(state) for shard_id, state in start["shards"].items()}
-        if start["batch"] < 0:
-            return shards
-        for shard_id, end in ShardEndStore(self.options.metadata_path).load(start["batch"]).items():
+        for shard_id, end in previous.items():
             if end.last_sequence_number:
                 shards[shard_id] = {**shards[shard_id], "after": end.last_sequence_number}
                 shards[shard_id].pop("at_timestamp", None)
@@ -413,9 +413,8 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                             self.options.stream)  # fmt: skip
                 shards[shard_id]["done"] = True
 
-    def _anything_to_read(self, client, start: dict, shards: dict[str, dict]) -> bool:
+    def _anything_to_read(self, client, previous: dict[str, ShardEnd], shards: dict[str, dict]) -> bool:
         """Whether a batch would read something; marks closed shards that were read to the end."""
-        previous = ShardEndStore(self.options.metadata_path).load(start["batch"]) if start["batch"] >= 0 else {}
         until = parse_timestamp(self.until) if self.until else None
         probed: set[str] = set()
         while True:
