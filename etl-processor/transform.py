@@ -64,8 +64,9 @@ def parse_published_at(text: Column) -> Column:
     return F.when(F.regexp_like(text, F.lit(ISO_8601)) & in_range, parsed)
 
 
-def validation_error(data: Column) -> tuple[Column, Column]:
-    """The reason a payload is not a valid article (null when it is one), and its parsed JSON."""
+def validation_error(data: Column) -> tuple[Column, Column, Column]:
+    """The reason a payload is not a valid article (null when it is one), its parsed JSON, and
+    its ``published_at`` as a UTC timestamp (null when absent or not ISO-8601)."""
     text = data.cast("string")
     document = single_json_value(text)
     error = (
@@ -80,7 +81,7 @@ def validation_error(data: Column) -> tuple[Column, Column]:
     error = error.when(F.try_variant_get(document, "$.article_id", "string") == "", F.lit("article_id is empty"))
     published = parse_published_at(F.try_variant_get(document, "$.published_at", "string"))
     error = error.when(published.isNull(), F.lit("published_at is not ISO-8601"))
-    return error, document
+    return error, document, published
 
 
 def prepare_records(raw: DataFrame) -> DataFrame:
@@ -91,10 +92,10 @@ def prepare_records(raw: DataFrame) -> DataFrame:
     reason, with ``dt`` = the UTC date it arrived. ``dedup_key`` is the article id, or for an
     invalid record its unique shard and sequence number (invalid records are never duplicates).
     """
-    error, document = validation_error(F.col("data"))
+    error, document, published = validation_error(F.col("data"))
     fields = [F.try_variant_get(document, f"$.{name}", "string").alias(name) for name in REQUIRED_FIELDS]
     optional = [F.try_variant_get(document, f"$.{name}", "string").alias(name) for name in OPTIONAL_FIELDS]
-    parsed = raw.select("*", error.alias("error"), *fields, *optional)
+    parsed = raw.select("*", error.alias("error"), published.alias("published_ts"), *fields, *optional)
     valid = F.col("error").isNull()
     return parsed.select(
         F.when(valid, F.lit(ENRICHED)).otherwise(F.lit(QUARANTINED)).alias("kind"),
@@ -102,7 +103,7 @@ def prepare_records(raw: DataFrame) -> DataFrame:
         .otherwise(F.concat(F.lit("invalid/"), "shard_id", F.lit("/"), "sequence_number"))
         .alias("dedup_key"),
         *[F.when(valid, F.col(name)).alias(name) for name in ("article_id", "title", "content", *OPTIONAL_FIELDS)],
-        F.when(valid, parse_published_at(F.col("published_at"))).alias("published_at"),
+        F.when(valid, F.col("published_ts")).alias("published_at"),
         F.when(valid, word_count(F.col("content"))).alias("word_count"),
         "shard_id",
         "sequence_number",
