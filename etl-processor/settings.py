@@ -6,7 +6,8 @@ import argparse
 import os
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+
+from kinesis_source import LATEST, TRIM_HORIZON, parse_timestamp
 
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 STREAM_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
@@ -94,12 +95,11 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     if args.dedup_horizon_hours < 1:
         parser.error(f"--dedup-horizon-hours must be at least 1, got {args.dedup_horizon_hours}")
     position = args.starting_position.lower()
-    if position not in ("trim_horizon", "latest"):
+    if position not in (TRIM_HORIZON, LATEST):
         try:
-            value = datetime.fromisoformat(args.starting_position)
+            position = parse_timestamp(args.starting_position).isoformat()
         except ValueError:
             parser.error(f"--starting-position must be trim_horizon, latest or an ISO-8601 time, got {position!r}")
-        position = (value.replace(tzinfo=UTC) if value.tzinfo is None else value).isoformat()
     return Settings(
         stream=args.stream,
         bucket=args.bucket,
