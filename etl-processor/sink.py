@@ -55,7 +55,10 @@ QUARANTINE_SCHEMA = pa.schema(
     ]
 )
 SCHEMAS = {"enriched": ENRICHED_SCHEMA, "quarantine": QUARANTINE_SCHEMA}
-RESULT_SCHEMA = "kind string, dt string, path string, rows long, hourly string"
+RESULT_SCHEMA = "kind string, dt string, path string, rows long, hourly string"  # what Spark receives
+RESULT_ARROW_SCHEMA = pa.schema(
+    [("kind", pa.string()), ("dt", pa.string()), ("path", pa.string()), ("rows", pa.int64()), ("hourly", pa.string())]
+)
 COMPRESSION = "zstd"
 ROW_GROUP_ROWS = 50_000  # rows buffered per file before a row group is written
 
@@ -154,10 +157,7 @@ def batch_writer(bucket: str, run_id: str, batch_id: int):
             file.close()
             yield pa.RecordBatch.from_pylist(
                 [{"kind": kind, "dt": dt, "path": file.path, "rows": file.rows, "hourly": json.dumps(file.hourly)}],
-                schema=pa.schema(
-                    [("kind", pa.string()), ("dt", pa.string()), ("path", pa.string()), ("rows", pa.int64()),
-                     ("hourly", pa.string())]
-                ),
-            )  # fmt: skip
+                schema=RESULT_ARROW_SCHEMA,
+            )
 
     return write
