@@ -17,14 +17,21 @@ LOCALSTACK_PYTHON ?= $(shell for p in python3.13 python3.12 \
 LOCALSTACK_PINS := 'localstack-core[runtime]==$(LOCALSTACK_VERSION)' 'cbor2<5.8' service_identity \
 	'pyopenssl<24.3' 'cryptography<44'
 PYTEST_ARGS ?=
+# `make up EMULATOR=moto` runs the pipeline on moto server instead of LocalStack.
+EMULATOR ?= localstack
+COMPOSE ?= docker compose
+COMPOSE_TARGETS := $(if $(filter moto,$(EMULATOR)),--profile moto up --build moto-populate moto-etl,up --build)
+# Where `make inspect` looks: LocalStack's port by default (moto: ENDPOINT=http://localhost:5000).
+ENDPOINT ?= http://localhost:4566
+S3_BUCKET ?= news-data
 QUIET_PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1
 
-.PHONY: help check install localstack test test-unit bench lint fmt populate etl clean
+.PHONY: help check install localstack up down logs inspect test test-unit bench lint fmt populate etl clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-check: ## Check the prerequisites: Python 3.11+, Java 17+, Python 3.12+ for LocalStack, npm
+check: ## Check the test prerequisites: Python 3.11+, Java 17+, Python 3.12+ for LocalStack, npm, curl
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"' \
 		&& echo "python: $$($(PYTHON) --version)"
 	@java -version 2>&1 | head -1 | grep -Eq '"(1[7-9]|[2-9][0-9])' \
@@ -33,6 +40,8 @@ check: ## Check the prerequisites: Python 3.11+, Java 17+, Python 3.12+ for Loca
 		|| { echo "LocalStack $(LOCALSTACK_VERSION) needs Python 3.12+: install one or set LOCALSTACK_PYTHON"; exit 1; }
 	@command -v npm >/dev/null && echo "npm: $$(npm --version)" \
 		|| { echo "npm needed: LocalStack installs its Kinesis backend from npm"; exit 1; }
+	@command -v curl >/dev/null && echo "curl: $$(curl --version | head -1 | cut -d' ' -f2)" \
+		|| { echo "curl needed: the tests run the compose file's LocalStack healthcheck"; exit 1; }
 
 install: $(VENV)/.installed ## Create .venv with both services, the tests and the tools
 
@@ -49,6 +58,20 @@ $(LOCALSTACK_VENV)/.installed:
 	$(LOCALSTACK_PYTHON) -m venv $(LOCALSTACK_VENV)
 	$(QUIET_PIP) $(LOCALSTACK_VENV)/bin/pip install -q $(LOCALSTACK_PINS) 2> >(grep -v "is ignored: it is neither" >&2)
 	touch $@
+
+up: ## docker compose up: LocalStack, populate and the ETL (EMULATOR=moto for moto server)
+	$(COMPOSE) $(COMPOSE_TARGETS)
+
+# LocalStack Community and moto keep no state once stopped, so the checkpoints go with them.
+down: ## Stop the containers and delete their volumes (docker compose down -v): the next up starts over
+	$(COMPOSE) --profile moto down --volumes
+
+logs: ## Follow the services' logs
+	$(COMPOSE) --profile moto logs --follow
+
+inspect: install ## List the bucket's objects, count rows, show quarantine reasons and a few rows
+	AWS_ENDPOINT_URL=$(ENDPOINT) AWS_REGION=$${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} \
+		AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} $(BIN)/python etl-processor/inspect_output.py --bucket $(S3_BUCKET)
 
 test: install localstack ## Run all tests; they start their own moto and LocalStack on 127.0.0.1
 	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/pytest $(PYTEST_ARGS)

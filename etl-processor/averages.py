@@ -50,6 +50,7 @@ class RunState:
     stream: str
     bucket: str
     run_id: str = ""  # names this checkpoint's output files
+    stream_created: str = ""  # the stream's creation time: a re-created stream is another stream
     last_batch_id: int = -1
     records_read: int = 0
     enriched: int = 0

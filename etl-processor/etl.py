@@ -51,17 +51,23 @@ class ConfigurationError(RuntimeError):
 # --- Preflight: fail in one line before Spark starts -----------------------------------------
 
 
-def load_state(settings: Settings) -> RunState:
+def load_state(settings: Settings, stream_created: str) -> RunState:
     """The checkpoint's running totals; a new checkpoint gets a run id that names its files."""
     path = Path(settings.state_file)
     if not path.exists():
-        state = RunState(settings.stream, settings.bucket, run_id=uuid.uuid4().hex[:8])
+        state = RunState(settings.stream, settings.bucket, run_id=uuid.uuid4().hex[:8], stream_created=stream_created)
         save_json(settings.state_file, asdict(state))
         return state
     state = RunState(**json.loads(path.read_text()))
     if state.stream != settings.stream:
         raise ConfigurationError(
             f"checkpoint {settings.checkpoint} belongs to stream {state.stream!r}, not {settings.stream!r}"
+        )
+    if state.stream_created != stream_created:  # its offsets name records of a stream that is gone
+        raise ConfigurationError(
+            f"checkpoint {settings.checkpoint} belongs to stream {state.stream!r} created {state.stream_created}, "
+            f"but that stream was re-created {stream_created} (an emulator restart does this): "
+            "start from a new --checkpoint (docker compose: make down)"
         )
     return state
 
@@ -95,7 +101,7 @@ def preflight(settings: Settings) -> RunState:
         if error.response["Error"]["Code"] in ("404", "NoSuchBucket", "403"):
             raise ConfigurationError(f"bucket {settings.bucket!r} not found or not accessible") from None
         raise
-    return load_state(settings)
+    return load_state(settings, summary["StreamCreationTimestamp"].isoformat())
 
 
 # --- Spark ------------------------------------------------------------------------------------

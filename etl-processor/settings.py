@@ -46,8 +46,13 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def environment_value(name: str, default: str | None = None) -> str | None:
+    """``name``'s value; an empty one counts as unset, as compose's ``${NAME:-}`` passes it."""
+    return os.environ.get(name) or default
+
+
 def build_parser() -> argparse.ArgumentParser:
-    env = os.environ.get
+    env = environment_value
     parser = _OneLineParser(prog="etl", description="Kinesis -> Spark -> enriched Parquet on S3.")
     add = parser.add_argument
     add("--stream", default=env("STREAM_NAME"), help="Kinesis stream (env STREAM_NAME)")

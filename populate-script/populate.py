@@ -68,8 +68,13 @@ def _iso_utc(text: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def environment_value(name: str, default: str | None = None) -> str | None:
+    """``name``'s value; an empty one counts as unset, as compose's ``${NAME:-}`` passes it."""
+    return os.environ.get(name) or default
+
+
 def build_parser() -> argparse.ArgumentParser:
-    env = os.environ.get
+    env = environment_value
     parser = _OneLineParser(prog="populate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stream", default=env("STREAM_NAME"), help="Kinesis stream name (env STREAM_NAME)")
     parser.add_argument(

@@ -106,9 +106,9 @@ def _wait_until_ready(process: subprocess.Popen, url: str, log_path: Path, ready
     raise EmulatorError(f"{url} not ready after {START_TIMEOUT_S} s; log: {log_path}")
 
 
-def start_moto(log_dir: Path) -> Emulator:
+def start_moto(log_dir: Path, port: int | None = None) -> Emulator:
     """Start ``moto_server`` from this interpreter's environment."""
-    port = free_port()
+    port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     process, log_path = _launch(f"moto-{port}", command, dict(os.environ), log_dir)
@@ -121,6 +121,26 @@ def start_moto(log_dir: Path) -> Emulator:
     return emulator
 
 
+def _private_filesystem(root: Path, ready_hooks: Path) -> dict[str, str]:
+    """Environment giving one LocalStack its own init directory under ``root``.
+
+    LocalStack looks for hooks in ``/etc/localstack/init`` when it believes it runs in a
+    container (these machines look like one to it), else under ``FILESYSTEM_ROOT``: so it is
+    told it is on a host, and ``root``'s library folder links to the shared one, where the
+    Kinesis backend is already installed.
+    """
+    shared_libs = subprocess.run(
+        [str(localstack_python()), "-c", "from localstack import config; print(config.dirs.var_libs)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    (root / "etc/localstack/init").mkdir(parents=True)
+    (root / "etc/localstack/init/ready.d").symlink_to(ready_hooks.resolve())
+    (root / "var/lib/localstack").mkdir(parents=True)
+    Path(shared_libs).mkdir(parents=True, exist_ok=True)
+    (root / "var/lib/localstack/lib").symlink_to(shared_libs)
+    return {"OVERRIDE_IN_DOCKER": "0", "FILESYSTEM_ROOT": str(root)}
+
+
 def localstack_python() -> Path:
     python = LOCALSTACK_VENV / "bin" / "python"
     if not python.exists():
@@ -128,9 +148,15 @@ def localstack_python() -> Path:
     return python
 
 
-def start_localstack(log_dir: Path, extra_env: dict[str, str] | None = None) -> Emulator:
-    """Start LocalStack's runtime on the host, serving Kinesis and S3, and warm up Kinesis."""
-    port = free_port()
+def start_localstack(
+    log_dir: Path, extra_env: dict[str, str] | None = None, port: int | None = None, ready_hooks: Path | None = None
+) -> Emulator:
+    """Start LocalStack's runtime on the host, serving Kinesis and S3, and warm up Kinesis.
+
+    ``ready_hooks``: a directory of scripts to run as LocalStack's ``ready.d`` hooks, as the
+    container's ``/etc/localstack/init/ready.d`` is run.
+    """
+    port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
@@ -141,6 +167,8 @@ def start_localstack(log_dir: Path, extra_env: dict[str, str] | None = None) -> 
         "SKIP_SSL_CERT_DOWNLOAD": "1",
         **(extra_env or {}),
     }
+    if ready_hooks:
+        env.update(_private_filesystem(log_dir / f"localstack-{port}-root", ready_hooks))
     command = [str(localstack_python()), "-m", "localstack.runtime.main"]
     process, log_path = _launch(f"localstack-{port}", command, env, log_dir)
     emulator = Emulator("localstack", endpoint, process, log_path)

@@ -1,8 +1,6 @@
 """etl.py end to end against real moto and LocalStack: exactly once, quarantine, metrics, errors.
 
-The expected output is derived independently of the ETL: the stream is read back with boto3 and
-each record judged by the reference contract (tests/contract.py); the first record of each
-article id is the one that must be written.
+The expected output is derived independently of the ETL, from the stream (tests/output.py).
 """
 
 from __future__ import annotations
@@ -15,16 +13,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
-from datetime import UTC
 
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REPO, run_script
-from tests.contract import contract_violation, parse_published_at
-from tests.kinesis_reader import read_stream
+from tests.output import assert_exactly_once, assert_metrics_match_output, object_etags
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +25,6 @@ ETL = "etl-processor/etl.py"
 POPULATE = "populate-script/populate.py"
 UNTIL = "2026-11-20T12:00:00Z"
 BATCH_WITH_RECORDS = re.compile(r"^batch \d+: read [1-9]", re.MULTILINE)
-OUTPUT_KEY = re.compile(r"^(enriched|quarantine)/dt=\d{4}-\d{2}-\d{2}/part-[0-9a-f]{8}-\d{8}\.parquet$")
 
 
 @pytest.fixture
@@ -64,77 +56,6 @@ def start_etl(emulator, stream, bucket, checkpoint, *args: str) -> subprocess.Po
             argv, env={**os.environ, **emulator.env()}, stdout=subprocess.PIPE, stderr=log,
             text=True, start_new_session=True,
         )  # fmt: skip
-
-
-def s3_filesystem(emulator) -> pafs.S3FileSystem:
-    return pafs.S3FileSystem(
-        endpoint_override=emulator.endpoint, region="us-east-1", access_key="test", secret_key="test"
-    )
-
-
-def output(emulator, bucket: str, kind: str):
-    return pq.read_table(f"{bucket}/{kind}", filesystem=s3_filesystem(emulator), partitioning="hive")
-
-
-def object_etags(emulator, bucket: str) -> dict[str, str]:
-    pages = emulator.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
-    return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}
-
-
-def expected_output(emulator, stream: str) -> tuple[dict[str, dict], dict[tuple[str, str], str]]:
-    """From the stream itself: the first article of each id, and the reason for every invalid record."""
-    articles: dict[str, dict] = {}
-    invalid: dict[tuple[str, str], str] = {}
-    for record in read_stream(emulator.client("kinesis"), stream):
-        reason = contract_violation(record.data)
-        if reason:
-            invalid[record.shard_id, record.sequence_number] = reason
-        else:
-            article = json.loads(record.data)
-            articles.setdefault(article["article_id"], article)
-    return articles, invalid
-
-
-def assert_exactly_once(emulator, stream: str, bucket: str) -> None:
-    """Every valid article once, every invalid record quarantined with its reason, nothing else."""
-    articles, invalid = expected_output(emulator, stream)
-    enriched = output(emulator, bucket, "enriched").to_pylist()
-    ids = Counter(row["article_id"] for row in enriched)
-    assert ids.most_common(1)[0][1] == 1, "an article was written twice"
-    assert set(ids) == set(articles)
-    for row in enriched:
-        article = articles[row["article_id"]]
-        assert row["word_count"] == len(article["content"].split())
-        assert row["published_at"] == parse_published_at(article["published_at"])
-        assert str(row["dt"]) == row["published_at"].astimezone(UTC).date().isoformat()
-        assert (row["title"], row["content"]) == (article["title"], article["content"])
-    quarantined = output(emulator, bucket, "quarantine").to_pylist()
-    assert {(r["shard_id"], r["sequence_number"]): r["error"] for r in quarantined} == invalid
-    assert len(quarantined) == len(invalid)
-    keys = object_etags(emulator, bucket)
-    assert all(OUTPUT_KEY.match(key) for key in keys if not key.startswith("_staging/"))
-    # pyarrow leaves empty "directory" markers where it deleted staged files; no data stays there.
-    assert all(key.endswith("/") for key in keys if key.startswith("_staging/"))
-
-
-def assert_metrics_match_output(emulator, bucket: str, metrics_path) -> dict:
-    """The metrics file equals a recomputation from the Parquet that was written."""
-    metrics = json.loads(metrics_path.read_text())
-    enriched = output(emulator, bucket, "enriched").to_pylist()
-    assert metrics["enriched"] == len(enriched)
-    assert metrics["quarantined"] == output(emulator, bucket, "quarantine").num_rows
-    assert metrics["records_read"] == metrics["enriched"] + metrics["quarantined"] + metrics["duplicates_dropped"]
-    hours: dict[str, list[int]] = {}
-    for row in enriched:
-        hour = row["published_at"].astimezone(UTC).strftime("%Y-%m-%dT%H:00:00Z")
-        hours.setdefault(hour, []).append(row["word_count"])
-    assert [w["window_start"] for w in metrics["hourly"]] == sorted(hours)
-    for window in metrics["hourly"]:
-        counts = hours[window["window_start"]]
-        assert window["records"] == len(counts)
-        assert window["avg_word_count"] == pytest.approx(sum(counts) / len(counts), abs=0.005)
-    assert sum(d["records"] for d in metrics["daily"]) == len(enriched)
-    return metrics
 
 
 def test_runs_write_every_article_exactly_once_across_reruns_and_new_records(emulator, stream_name, bucket, tmp_path):
@@ -219,6 +140,7 @@ def test_a_job_started_on_an_empty_stream_reads_what_arrives_later(emulator, str
         ("missing-stream", "stream 'no-such-stream' not found"),
         ("missing-bucket", "bucket 'no-such-bucket' not found"),
         ("foreign-checkpoint", "belongs to stream 'another-stream'"),
+        ("recreated-stream", "but that stream was re-created"),
         ("bad-flag", "--max-records-per-batch"),
         ("short-dedup-horizon", "must be at least the stream's retention period (24 h)"),
     ],
@@ -237,6 +159,10 @@ def test_misconfiguration_stops_with_one_line(case, message, moto, stream_name, 
     elif case == "missing-bucket":
         bucket = "no-such-bucket"
     elif case == "foreign-checkpoint":
+        extra = ["--checkpoint", str(checkpoint)]
+    elif case == "recreated-stream":  # the checkpoint of an earlier stream of the same name
+        state = {"stream": stream_name, "bucket": "a-bucket", "stream_created": "2026-01-01T00:00:00+00:00"}
+        (checkpoint / "etl-state.json").write_text(json.dumps(state))
         extra = ["--checkpoint", str(checkpoint)]
     elif case == "bad-flag":
         extra += ["--max-records-per-batch", "-5"]

@@ -1,0 +1,94 @@
+"""What the ETL wrote to S3, checked against an independent reading of the stream.
+
+The expected output is derived without the ETL: the stream is read back with boto3 and each
+record judged by the reference contract (tests/contract.py); the first record of each article
+id is the one that must be written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from datetime import UTC
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+from tests.contract import contract_violation, parse_published_at
+from tests.emulators import Emulator
+from tests.kinesis_reader import read_stream
+
+OUTPUT_KEY = re.compile(r"^(enriched|quarantine)/dt=\d{4}-\d{2}-\d{2}/part-[0-9a-f]{8}-\d{8}\.parquet$")
+
+
+def s3_filesystem(emulator: Emulator) -> pafs.S3FileSystem:
+    return pafs.S3FileSystem(
+        endpoint_override=emulator.endpoint, region="us-east-1", access_key="test", secret_key="test"
+    )
+
+
+def output(emulator: Emulator, bucket: str, kind: str):
+    return pq.read_table(f"{bucket}/{kind}", filesystem=s3_filesystem(emulator), partitioning="hive")
+
+
+def object_etags(emulator: Emulator, bucket: str) -> dict[str, str]:
+    pages = emulator.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}
+
+
+def expected_output(emulator: Emulator, stream: str) -> tuple[dict[str, dict], dict[tuple[str, str], str]]:
+    """From the stream itself: the first article of each id, and the reason for every invalid record."""
+    articles: dict[str, dict] = {}
+    invalid: dict[tuple[str, str], str] = {}
+    for record in read_stream(emulator.client("kinesis"), stream):
+        reason = contract_violation(record.data)
+        if reason:
+            invalid[record.shard_id, record.sequence_number] = reason
+        else:
+            article = json.loads(record.data)
+            articles.setdefault(article["article_id"], article)
+    return articles, invalid
+
+
+def assert_exactly_once(emulator: Emulator, stream: str, bucket: str) -> None:
+    """Every valid article once, every invalid record quarantined with its reason, nothing else."""
+    articles, invalid = expected_output(emulator, stream)
+    enriched = output(emulator, bucket, "enriched").to_pylist()
+    ids = Counter(row["article_id"] for row in enriched)
+    assert ids.most_common(1)[0][1] == 1, "an article was written twice"
+    assert set(ids) == set(articles)
+    for row in enriched:
+        article = articles[row["article_id"]]
+        assert row["word_count"] == len(article["content"].split())
+        assert row["published_at"] == parse_published_at(article["published_at"])
+        assert str(row["dt"]) == row["published_at"].astimezone(UTC).date().isoformat()
+        assert (row["title"], row["content"]) == (article["title"], article["content"])
+    quarantined = output(emulator, bucket, "quarantine").to_pylist()
+    assert {(r["shard_id"], r["sequence_number"]): r["error"] for r in quarantined} == invalid
+    assert len(quarantined) == len(invalid)
+    keys = object_etags(emulator, bucket)
+    assert all(OUTPUT_KEY.match(key) for key in keys if not key.startswith("_staging/"))
+    # pyarrow leaves empty "directory" markers where it deleted staged files; no data stays there.
+    assert all(key.endswith("/") for key in keys if key.startswith("_staging/"))
+
+
+def assert_metrics_match_output(emulator: Emulator, bucket: str, metrics_path) -> dict:
+    """The metrics file equals a recomputation from the Parquet that was written."""
+    metrics = json.loads(metrics_path.read_text())
+    enriched = output(emulator, bucket, "enriched").to_pylist()
+    assert metrics["enriched"] == len(enriched)
+    assert metrics["quarantined"] == output(emulator, bucket, "quarantine").num_rows
+    assert metrics["records_read"] == metrics["enriched"] + metrics["quarantined"] + metrics["duplicates_dropped"]
+    hours: dict[str, list[int]] = {}
+    for row in enriched:
+        hour = row["published_at"].astimezone(UTC).strftime("%Y-%m-%dT%H:00:00Z")
+        hours.setdefault(hour, []).append(row["word_count"])
+    assert [w["window_start"] for w in metrics["hourly"]] == sorted(hours)
+    for window in metrics["hourly"]:
+        counts = hours[window["window_start"]]
+        assert window["records"] == len(counts)
+        assert window["avg_word_count"] == pytest.approx(sum(counts) / len(counts), abs=0.005)
+    assert sum(d["records"] for d in metrics["daily"]) == len(enriched)
+    return metrics

@@ -1,0 +1,132 @@
+"""Static checks of docker-compose.yml, .env.example, the Dockerfiles, the ready hooks and the Makefile.
+
+The compose wiring itself runs in tests/integration/test_compose.py; these catch what a run on
+the host cannot: unpinned images, ports open to the network, a Dockerfile that runs as root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.compose import REPO, ComposeFile, dockerfile_command, interpolate
+
+BIN = Path(sys.executable).parent
+SERVICE_FOLDERS = ["populate-script", "etl-processor"]
+HOOKS = sorted((REPO / "localstack" / "ready.d").iterdir())
+PINNED_TAG = re.compile(r":\d+\.\d+\.\d+(-[\w.-]+)?$")
+
+
+def env_example() -> dict[str, str]:
+    lines = (REPO / ".env.example").read_text().splitlines()
+    pairs = (line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return {name: value for name, value in pairs}
+
+
+@pytest.fixture(scope="module")
+def compose() -> ComposeFile:
+    return ComposeFile()
+
+
+def test_every_image_is_pinned_to_a_release(compose):
+    """No `latest` and no floating tags: each pulled image names an x.y.z release."""
+    images = [service["image"] for service in compose.services.values() if "image" in service]
+    assert images, "no pulled images: the check would be empty"
+    assert all(PINNED_TAG.search(image) for image in images), images
+    assert "localstack/localstack:4.14.0" in images  # the last release that needs no account token
+
+
+def test_published_ports_are_bound_to_loopback(compose):
+    """Emulators accept any credentials: they must not be reachable from the network."""
+    ports = [port for service in compose.services.values() for port in service.get("ports", [])]
+    assert ports and all(port.startswith("127.0.0.1:") for port in ports), ports
+
+
+def test_dependencies_wait_on_health_or_completion(compose):
+    """Every depends_on has a condition; a service_healthy dependency has a healthcheck."""
+    for name, service in compose.services.items():
+        for dependency, rule in service.get("depends_on", {}).items():
+            condition = rule["condition"]
+            assert condition in ("service_healthy", "service_completed_successfully"), (name, dependency)
+            if condition == "service_healthy":
+                assert compose.services[dependency]["healthcheck"]["test"], dependency
+    assert compose.default_services() == ["localstack", "populate", "etl"]
+
+
+def test_the_localstack_healthcheck_asks_whether_the_ready_hooks_completed(compose):
+    """Healthy means the ready.d hooks ran (not merely that the server answers)."""
+    check = " ".join(compose.services["localstack"]["healthcheck"]["test"])
+    assert "/_localstack/init/ready" in check and '"completed"' in check and "ERROR" in check
+
+
+def test_env_example_documents_exactly_the_settings_the_compose_file_reads():
+    """Every ${VAR} in docker-compose.yml is in .env.example, and nothing else is."""
+    text = (REPO / "docker-compose.yml").read_text()
+    read = set(re.findall(r"\$\{(\w+)", text))
+    assert read == set(env_example())
+
+
+def test_env_example_values_reach_the_services():
+    """A .env copied from .env.example sets what the services get (here: every knob changed)."""
+    changed = {name: f"{value or 'x'}9" for name, value in env_example().items()}
+    services = ComposeFile(changed).services
+    environment = {**services["populate"]["environment"], **services["etl"]["environment"]}
+    for name in ("STREAM_NAME", "S3_BUCKET", "RECORD_COUNT", "PUT_RATE", "IDLE_TIMEOUT", "TRIGGER_INTERVAL"):
+        assert str(environment[name]) == changed[name]
+    assert services["localstack"]["ports"] == [f"127.0.0.1:{changed['LOCALSTACK_PORT']}:4566"]
+
+
+def test_interpolation_follows_compose_rules():
+    """The test harness's interpolation: defaults, empty values, required values and $$."""
+    assert interpolate("${A:-x} ${A-x} ${B:-x} ${B-x} $$HOME", {"A": ""}) == "x  x x $HOME"
+    with pytest.raises(RuntimeError, match="C: needed"):
+        interpolate("${C:?needed}", {})
+
+
+@pytest.mark.parametrize("folder", SERVICE_FOLDERS)
+def test_dockerfile_passes_hadolint(folder):
+    """hadolint (from .venv) finds nothing, info level included."""
+    result = subprocess.run([BIN / "hadolint", "--failure-threshold", "info", "Dockerfile"],
+                            cwd=REPO / folder, capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("folder", SERVICE_FOLDERS)
+def test_dockerfile_builds_a_slim_non_root_image_with_the_host_entry_point(folder):
+    """Pinned slim base, dependencies before code, a numeric non-root USER, the host's script as entry point."""
+    context = REPO / folder
+    lines = [line for line in (context / "Dockerfile").read_text().splitlines() if line and line[0].isupper()]
+    assert re.fullmatch(r"FROM python:\d+\.\d+\.\d+-slim-\w+", lines[0])
+    copies = [line for line in lines if line.startswith("COPY")]
+    assert copies == ["COPY requirements.txt .", "COPY *.py ./"]
+    assert [line for line in lines if line.startswith("USER")] == ["USER 10001"]
+    command, workdir = dockerfile_command(context)
+    assert command[0] == "python" and (context / command[1]).is_file() and workdir == "/app"
+    assert not re.search(r"SECRET|PASSWORD|TOKEN", (context / "Dockerfile").read_text())
+    assert "__pycache__" in (context / ".dockerignore").read_text()
+
+
+def test_ready_hooks_are_numbered_executable_strict_and_pass_shellcheck():
+    """LocalStack runs ready.d scripts in name order; each must stop at its first failure."""
+    assert [hook.name for hook in HOOKS] == ["01-create-stream.sh", "02-create-bucket.sh"]
+    for hook in HOOKS:
+        assert os.access(hook, os.X_OK), hook
+        assert "\nset -euo pipefail\n" in hook.read_text(), hook
+    result = subprocess.run([BIN / "shellcheck", *HOOKS], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_make_help_lists_the_targets_the_readme_names():
+    """`make help` documents every target a user is told about."""
+    result = subprocess.run(["make", "--no-print-directory", "help"], cwd=REPO, capture_output=True, text=True)
+    listed = set(re.findall(r"^  ([a-z-]+) ", result.stdout, re.MULTILINE))
+    readme = (REPO / "README.md").read_text()
+    named = set(re.findall(r"`make ([a-z-]+)", readme))
+    expected = {"install", "up", "down", "logs", "populate", "etl", "test", "bench", "lint", "fmt", "inspect"}
+    assert expected | {"clean"} <= listed
+    assert named <= listed, named - listed
