@@ -187,7 +187,7 @@ class HostRun:
 
     def _host_argv(self, argv: list[str], service: dict, inside: str | None = None) -> list[str]:
         """A container command line for this host: ``python`` is this interpreter (.venv's)."""
-        return [sys.executable if arg == "python" else self._on_host(arg, service, inside) for arg in argv]
+        return [sys.executable if arg in ("python", "python3") else self._on_host(arg, service, inside) for arg in argv]
 
     def _environment(self, name: str, service: dict, inside: str | None = None) -> dict[str, str]:
         env = {key: os.environ[key] for key in HOST_ENV if key in os.environ}
