@@ -196,7 +196,7 @@ class ShardPartition(InputPartition):
     batch: int
     position: dict
     max_records: int  # 0: no limit
-    until: str | None  # availableNow target: records that arrived later are left for later
+    until: str | None  # the batch's cut-off: records that arrived later are left for the next batch
     metadata_path: str
 
 
@@ -281,7 +281,7 @@ def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Itera
         records = reader.next_records(int(min(remaining, MAX_RECORDS_PER_CALL)))
         cut = _first_late(records, until)
         kept = records[:cut]
-        if cut < len(records):  # past the availableNow target: stop before those
+        if cut < len(records):  # past the batch's cut-off: stop before those
             caught_up, reader.finished = True, False
             reader.last_sequence_number = kept[-1]["SequenceNumber"] if kept else before
         else:
@@ -361,6 +361,10 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 "use another checkpoint directory"
             )
         client = kinesis_client()
+        # The batch's cut-off: records that arrive while it is read are left for the next one,
+        # so a batch ends even while writers keep up with the reader. availableNow: one cut-off
+        # for every batch of the run.
+        until = self.until or datetime.now(UTC).isoformat()
         first = start["batch"] < 0
         previous = {} if first else ShardEndStore(self.options.metadata_path).load(start["batch"])
         shards = self._positions_after(start, previous)
@@ -369,7 +373,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         # (which also pins a `latest` start). After that, nothing new means `start` unchanged, so
         # that Spark plans no batch: each Spark batch is one of ours, with the same number.
         # What changed here (new or finished shards) is found again next time.
-        if not first and not self._anything_to_read(client, previous, shards):
+        if not first and not self._anything_to_read(client, previous, shards, parse_timestamp(until)):
             return start
         readable = readable_shards(shards)
         max_rows = limit.max_rows if isinstance(limit, ReadMaxRows) else 0
@@ -377,7 +381,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return {
             "stream": self.options.stream,
             "batch": start["batch"] + 1,
-            "until": self.until,
+            "until": until,
             "max_records": per_shard,
             "shards": shards,
         }
@@ -413,9 +417,10 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                             self.options.stream)  # fmt: skip
                 shards[shard_id]["done"] = True
 
-    def _anything_to_read(self, client, previous: dict[str, ShardEnd], shards: dict[str, dict]) -> bool:
-        """Whether a batch would read something; marks closed shards that were read to the end."""
-        until = parse_timestamp(self.until) if self.until else None
+    def _anything_to_read(
+        self, client, previous: dict[str, ShardEnd], shards: dict[str, dict], until: datetime
+    ) -> bool:
+        """Whether a batch would read something before ``until``; marks closed shards read to the end."""
         probed: set[str] = set()
         while True:
             pending = [s for s in readable_shards(shards) if s not in probed]

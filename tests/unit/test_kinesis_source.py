@@ -366,10 +366,28 @@ def test_latest_start_is_pinned_in_the_first_offset(monkeypatch, tmp_path):
     monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
     reader = KinesisStreamReader(ReaderOptions(STREAM, str(tmp_path / "meta"), starting_position="latest"))
     first = reader.latestOffset(reader.initialOffset(), ReadAllAvailable())
-    pinned = first["shards"][SHARD]["at_timestamp"]
-    later = kinesis.put(SHARD, 2, arrival=datetime.fromisoformat(pinned) + timedelta(seconds=5))
+    pinned = datetime.fromisoformat(first["shards"][SHARD]["at_timestamp"])
+    later = kinesis.put(SHARD, 1, arrival=pinned)
     store = ShardEndStore(str(tmp_path / "meta"))
-    assert read(kinesis, reader.partitions(reader.initialOffset(), first)[0], store) == later
+    read_first = read(kinesis, reader.partitions(reader.initialOffset(), first)[0], store)
+    second = reader.latestOffset(first, ReadAllAvailable())  # batch 0's cut-off may precede the record
+    read_second = [record for p in reader.partitions(first, second) for record in read(kinesis, p, store)]
+    assert read_first + read_second == later
+
+
+def test_a_batch_leaves_records_that_arrive_after_it_was_planned(monkeypatch, tmp_path):
+    """Each mini-batch has a cut-off, so it ends even while writers keep pace with the reader."""
+    kinesis = StubKinesis()
+    kinesis.add_shard(SHARD)
+    arrived = kinesis.put(SHARD, 3)
+    monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
+    reader = KinesisStreamReader(ReaderOptions(STREAM, str(tmp_path / "meta")))
+    first = reader.latestOffset(reader.initialOffset(), ReadAllAvailable())
+    kinesis.put(SHARD, 2, arrival=datetime.now(UTC) + timedelta(minutes=5))  # arriving while batch 0 runs
+    store = ShardEndStore(str(tmp_path / "meta"))
+    assert read(kinesis, reader.partitions(reader.initialOffset(), first)[0], store) == arrived
+    assert store.get(0, SHARD).caught_up
+    assert reader.latestOffset(first, ReadAllAvailable()) == first  # nothing before the next cut-off yet
 
 
 def test_available_now_cut_stops_at_the_first_late_record(kinesis, store):
