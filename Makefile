@@ -17,12 +17,15 @@ LOCALSTACK_PYTHON ?= $(shell for p in python3.13 python3.12 \
 LOCALSTACK_PINS := 'localstack-core[runtime]==$(LOCALSTACK_VERSION)' 'cbor2<5.8' service_identity \
 	'pyopenssl<24.3' 'cryptography<44'
 PYTEST_ARGS ?=
+# Compose's settings, so that `make inspect` looks where `docker compose up` wrote.
+-include .env
 # `make up EMULATOR=moto` runs the pipeline on moto server instead of LocalStack.
 EMULATOR ?= localstack
 COMPOSE ?= docker compose
-COMPOSE_TARGETS := $(if $(filter moto,$(EMULATOR)),--profile moto up --build moto-populate moto-etl,up --build)
-# Where `make inspect` looks: LocalStack's port by default (moto: ENDPOINT=http://localhost:5000).
-ENDPOINT ?= http://localhost:4566
+COMPOSE_TARGETS := $(if $(filter moto,$(EMULATOR)),--profile moto up --build --attach-dependencies \
+	moto-populate moto-etl,up --build)
+EMULATOR_PORT := $(if $(filter moto,$(EMULATOR)),$(or $(MOTO_PORT),5001),$(or $(LOCALSTACK_PORT),4566))
+ENDPOINT ?= http://localhost:$(EMULATOR_PORT)
 S3_BUCKET ?= news-data
 QUIET_PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1
 
@@ -69,7 +72,7 @@ down: ## Stop the containers and delete their volumes (docker compose down -v): 
 logs: ## Follow the services' logs
 	$(COMPOSE) --profile moto logs --follow
 
-inspect: install ## List the bucket's objects, count rows, show quarantine reasons and a few rows
+inspect: install ## List the bucket's objects, count rows, show quarantine reasons, a few rows (EMULATOR=moto too)
 	AWS_ENDPOINT_URL=$(ENDPOINT) AWS_REGION=$${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} \
 		AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} $(BIN)/python etl-processor/inspect_output.py --bucket $(S3_BUCKET)
 

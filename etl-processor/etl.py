@@ -63,6 +63,9 @@ def load_state(settings: Settings, stream_created: str) -> RunState:
         raise ConfigurationError(
             f"checkpoint {settings.checkpoint} belongs to stream {state.stream!r}, not {settings.stream!r}"
         )
+    if not state.stream_created:  # a checkpoint from before the creation time was recorded
+        state.stream_created = stream_created
+        save_json(settings.state_file, asdict(state))
     if state.stream_created != stream_created:  # its offsets name records of a stream that is gone
         raise ConfigurationError(
             f"checkpoint {settings.checkpoint} belongs to stream {state.stream!r} created {state.stream_created}, "

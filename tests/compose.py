@@ -34,7 +34,7 @@ from tests.emulators import LOCALSTACK_VERSION, Emulator, free_port, start_local
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
-INTERPOLATION = re.compile(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+INTERPOLATION = re.compile(r"\$\$|\$(?P<bare>[A-Za-z_]\w*)|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 HOST_ENV = ("PATH", "HOME", "LANG", "JAVA_HOME", "TMPDIR")  # what a container's image provides
 HEALTH_TIMEOUT_S = 300
 
@@ -44,18 +44,19 @@ class ComposeError(RuntimeError):
 
 
 def interpolate(text: str, variables: dict[str, str]) -> str:
-    """Compose's ``${NAME}``, ``${NAME:-default}``, ``${NAME-default}``, ``${NAME:?error}`` and ``$$``."""
+    """Compose's ``$NAME``, ``${NAME}``, ``${NAME:-default}``, ``${NAME-default}``, ``${NAME:?error}``,
+    ``${NAME?error}`` and ``$$`` (a literal ``$``, as a shell command in the file needs it)."""
 
     def substitute(match: re.Match) -> str:
         if match[0] == "$$":
             return "$"
-        name, op, arg = match["name"], match["op"], match["arg"]
+        name, op, arg = match["name"] or match["bare"], match["op"], match["arg"]
         value = variables.get(name)
         if op == ":-":
             return value or arg
         if op == "-":
             return arg if value is None else value
-        if op in (":?", "?") and not value:
+        if (op == ":?" and not value) or (op == "?" and value is None):
             raise ComposeError(f"{name}: {arg}")
         return value or ""
 
@@ -140,9 +141,17 @@ class HostRun:
         return process.returncode, self.log(name, "stdout"), self.log(name, "stderr")
 
     def exec(self, name: str, argv: list[str]) -> subprocess.CompletedProcess:
-        """``docker compose exec NAME ARGV`` (``run`` for a one-off service), on this host."""
+        """``docker compose exec NAME ARGV`` in a running (emulator) service, on this host."""
+        if name not in self.emulators:
+            raise ComposeError(f"{name} is not running: `docker compose exec` needs a running service")
+        return self._complete(name, argv, cwd=self.workdir)
+
+    def run(self, name: str, argv: list[str]) -> subprocess.CompletedProcess:
+        """``docker compose run --rm --no-deps --entrypoint ARGV[0] NAME ARGV[1:]`` for a built service."""
+        return self._complete(name, argv, cwd=REPO / self.compose.services[name]["build"])
+
+    def _complete(self, name: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
         service = self.compose.services[name]
-        cwd = REPO / service["build"] if "build" in service else self.workdir
         env = self._environment(name, service, inside=name)
         command = self._host_argv(argv, service, inside=name)
         return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)

@@ -90,7 +90,7 @@ def test_compose_up_runs_the_pipeline_and_a_second_up_resumes(targets, emulator,
                 assert result.returncode == 0, result.stderr
                 assert "exists: left as it is" in result.stdout
 
-        inspect = run.exec(etl, ["python", "inspect_output.py"])
+        inspect = run.run(etl, ["python", "inspect_output.py"])  # as the README's `docker compose run`
         assert inspect.returncode == 0, inspect.stderr
         enriched = int(re.search(r"^enriched rows: (\d+)", inspect.stdout, re.MULTILINE).group(1))
         assert enriched == int(TOTALS.search(second).group(2))

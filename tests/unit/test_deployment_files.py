@@ -61,7 +61,8 @@ def test_dependencies_wait_on_health_or_completion(compose):
 def test_the_localstack_healthcheck_asks_whether_the_ready_hooks_completed(compose):
     """Healthy means the ready.d hooks ran (not merely that the server answers)."""
     check = " ".join(compose.services["localstack"]["healthcheck"]["test"])
-    assert "/_localstack/init/ready" in check and '"completed"' in check and "ERROR" in check
+    assert "/_localstack/init/ready" in check and '"completed"' in check
+    assert "SUCCESSFUL" in check and "ERROR" in check
 
 
 def test_env_example_documents_exactly_the_settings_the_compose_file_reads():
@@ -83,9 +84,12 @@ def test_env_example_values_reach_the_services():
 
 def test_interpolation_follows_compose_rules():
     """The test harness's interpolation: defaults, empty values, required values and $$."""
-    assert interpolate("${A:-x} ${A-x} ${B:-x} ${B-x} $$HOME", {"A": ""}) == "x  x x $HOME"
+    assert interpolate("${A:-x} ${A-x} ${B:-x} ${B-x} $$HOME $A$B.", {"A": "", "B": "b"}) == "x  b b $HOME b."
+    assert interpolate("${A?needed}", {"A": ""}) == ""
     with pytest.raises(RuntimeError, match="C: needed"):
-        interpolate("${C:?needed}", {})
+        interpolate("${C:?needed}", {"C": ""})
+    with pytest.raises(RuntimeError, match="C: needed"):
+        interpolate("${C?needed}", {})
 
 
 @pytest.mark.parametrize("folder", SERVICE_FOLDERS)
