@@ -27,9 +27,11 @@ COMPOSE_TARGETS := $(if $(filter moto,$(EMULATOR)),--profile moto up --build --a
 EMULATOR_PORT := $(if $(filter moto,$(EMULATOR)),$(or $(MOTO_PORT),5001),$(or $(LOCALSTACK_PORT),4566))
 ENDPOINT ?= http://localhost:$(EMULATOR_PORT)
 S3_BUCKET ?= news-data
+STREAM_NAME ?= news
+CHECKPOINT_DIR ?= checkpoints/$(STREAM_NAME)
 QUIET_PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1
 
-.PHONY: help check install localstack up down logs inspect test test-unit bench lint fmt populate etl clean
+.PHONY: help check install localstack up down logs inspect verify test test-unit bench lint fmt populate etl clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -75,6 +77,11 @@ logs: ## Follow the services' logs
 inspect: install ## List the bucket's objects, count rows, show quarantine reasons, a few rows (EMULATOR=moto too)
 	AWS_ENDPOINT_URL=$(ENDPOINT) AWS_REGION=$${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} \
 		AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} $(BIN)/python etl-processor/inspect_output.py --bucket $(S3_BUCKET)
+
+verify: install ## Recount the host ETL's S3 output against its checkpoint's metrics (CHECKPOINT_DIR=...)
+	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-$(ENDPOINT)} AWS_REGION=$${AWS_REGION:-us-east-1} \
+		AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} \
+		$(BIN)/python etl-processor/verify_output.py --checkpoint $(CHECKPOINT_DIR)
 
 test: install localstack ## Run all tests; they start their own moto and LocalStack on 127.0.0.1
 	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/pytest $(PYTEST_ARGS)

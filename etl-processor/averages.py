@@ -82,6 +82,16 @@ class RunState:
         }
 
 
+def quarantine_gate(read: int, quarantined: int, max_ratio: float | None) -> str | None:
+    """Why a run fails the data-quality gate (its quarantined share is above ``max_ratio``), or None."""
+    if max_ratio is None or not read or quarantined / read <= max_ratio:
+        return None
+    return (
+        f"quarantined {quarantined} of the {read} records this run read ({quarantined / read:.1%}), "
+        f"above --max-quarantine-ratio {max_ratio}"
+    )
+
+
 def _window_rows(windows: dict[str, list[int]], suffix: str) -> list[dict]:
     return [
         {"window_start": start + suffix, "records": records, "avg_word_count": round(words / records, 2)}

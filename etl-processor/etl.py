@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from averages import BatchResult, RunState, averages_table, daily, merge_windows
+from averages import BatchResult, RunState, averages_table, daily, merge_windows, quarantine_gate
 from kinesis_source import KinesisDataSource, ShardEndStore, kinesis_client
 from settings import Settings, parse_settings
 from sink import RESULT_SCHEMA, batch_writer
@@ -42,6 +42,7 @@ log = logging.getLogger("etl")
 
 HERE = Path(__file__).resolve().parent
 IDLE_POLL_S = 1.0
+EXIT_QUARANTINE_GATE = 3
 
 
 class ConfigurationError(RuntimeError):
@@ -266,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"etl: error: cannot reach AWS: {error}", file=sys.stderr)
         return 1
     started = datetime.now(UTC)
+    read_before, quarantined_before = state.records_read, state.quarantined
     spark = build_session(settings)
     try:
         run(spark, settings, state)
@@ -277,6 +279,12 @@ def main(argv: list[str] | None = None) -> int:
         spark.stop()
     print_totals(state)
     log.info("run took %.1f s", (datetime.now(UTC) - started).total_seconds())
+    gate = quarantine_gate(
+        state.records_read - read_before, state.quarantined - quarantined_before, settings.max_quarantine_ratio
+    )
+    if gate:  # everything is written: the gate only decides the exit code
+        print(f"etl: error: {gate}", file=sys.stderr)
+        return EXIT_QUARANTINE_GATE
     return 0
 
 

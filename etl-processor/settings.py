@@ -27,6 +27,7 @@ class Settings:
     metrics_json: str | None
     master: str
     dedup_horizon_hours: int
+    max_quarantine_ratio: float | None = None
 
     @property
     def spark_checkpoint(self) -> str:
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--master", default=env("SPARK_MASTER", "local[*]"), help="Spark master URL (env SPARK_MASTER, local[*])")
     add("--dedup-horizon-hours", type=int, default=env("DEDUP_HORIZON_HOURS", "168"),
         help="drop a repeated article_id within this many hours of arrival (env DEDUP_HORIZON_HOURS, 168)")  # fmt: skip
+    add("--max-quarantine-ratio", type=float, default=env("MAX_QUARANTINE_RATIO"),
+        help="exit 3, after writing everything, when a run quarantines more than this share of the "
+             "records it read (env MAX_QUARANTINE_RATIO; default: no limit)")  # fmt: skip
     return parser
 
 
@@ -99,6 +103,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         parser.error(f"--max-records-per-batch must be 0 or more, got {args.max_records_per_batch}")
     if args.dedup_horizon_hours < 1:
         parser.error(f"--dedup-horizon-hours must be at least 1, got {args.dedup_horizon_hours}")
+    if args.max_quarantine_ratio is not None and not 0 <= args.max_quarantine_ratio <= 1:
+        parser.error(f"--max-quarantine-ratio must be between 0 and 1, got {args.max_quarantine_ratio}")
     position = args.starting_position.lower()
     if position not in (TRIM_HORIZON, LATEST):
         try:
@@ -117,4 +123,5 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         metrics_json=args.metrics_json,
         master=args.master,
         dedup_horizon_hours=args.dedup_horizon_hours,
+        max_quarantine_ratio=args.max_quarantine_ratio,
     )

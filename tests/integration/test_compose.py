@@ -94,6 +94,9 @@ def test_compose_up_runs_the_pipeline_and_a_second_up_resumes(targets, emulator,
         assert inspect.returncode == 0, inspect.stderr
         enriched = int(re.search(r"^enriched rows: (\d+)", inspect.stdout, re.MULTILINE).group(1))
         assert enriched == int(TOTALS.search(second).group(2))
+        verify = run.run(etl, ["python", "verify_output.py"])  # the checkpoint on the volume vs S3
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        assert "verify: output and metrics agree" in verify.stdout
     finally:
         run.stop()
 

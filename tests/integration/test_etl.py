@@ -44,6 +44,10 @@ def etl(emulator, stream, bucket, checkpoint, *args: str) -> subprocess.Complete
     return run_script(ETL, argv, emulator, timeout=600)
 
 
+def verify(emulator, checkpoint) -> subprocess.CompletedProcess:
+    return run_script("etl-processor/verify_output.py", ["--checkpoint", str(checkpoint)], emulator, timeout=120)
+
+
 def start_etl(emulator, stream, bucket, checkpoint, *args: str) -> subprocess.Popen:
     """The job as a background process group (so a test can SIGKILL all of it, JVM included).
 
@@ -64,13 +68,15 @@ def test_runs_write_every_article_exactly_once_across_reruns_and_new_records(emu
     populate(emulator, stream_name, "--shards", "3", "--count", "1200", "--seed", "11",
              "--bad-ratio", "0.1", "--dup-ratio", "0.05")  # fmt: skip
     first = etl(emulator, stream_name, bucket, checkpoint, "--once", "--max-records-per-batch", "500",
-                "--metrics-json", str(metrics_path))  # fmt: skip
-    assert first.returncode == 0, first.stderr
+                "--metrics-json", str(metrics_path), "--max-quarantine-ratio", "0.05")  # fmt: skip
+    assert first.returncode == 3, first.stderr  # 10% quarantined: the gate fails the run after writing it all
+    assert "etl: error: quarantined 120 of the 1200 records this run read (10.0%)" in first.stderr
     assert len(re.findall(r"^batch \d+: read", first.stdout, re.MULTILINE)) >= 3
     assert "daily average word_count (all windows)" in first.stdout
     assert_exactly_once(emulator, stream_name, bucket)
     metrics = assert_metrics_match_output(emulator, bucket, metrics_path)
     assert (metrics["records_read"], metrics["quarantined"], metrics["duplicates_dropped"]) == (1200, 120, 60)
+    assert verify(emulator, checkpoint).returncode == 0
 
     before = object_etags(emulator, bucket)
     rerun = etl(emulator, stream_name, bucket, checkpoint, "--once", "--metrics-json", str(metrics_path))
@@ -91,6 +97,14 @@ def test_runs_write_every_article_exactly_once_across_reruns_and_new_records(emu
     assert_exactly_once(emulator, stream_name, bucket)
     metrics = assert_metrics_match_output(emulator, bucket, metrics_path)
     assert (metrics["records_read"], metrics["quarantined"]) == (1500, 150)
+    assert verify(emulator, checkpoint).returncode == 0
+
+    # make verify notices output that does not match the metrics: one file gone.
+    lost = next(key for key in object_etags(emulator, bucket) if key.startswith("enriched/"))
+    emulator.client("s3").delete_object(Bucket=bucket, Key=lost)
+    result = verify(emulator, checkpoint)
+    assert result.returncode == 1
+    assert "DISAGREE enriched: metrics say" in result.stdout
 
 
 def test_sigkill_mid_run_then_restart_gives_exactly_once_output(emulator, stream_name, bucket, tmp_path):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from averages import BatchResult, RunState, averages_table, daily, merge_windows
+import pytest
+
+from averages import BatchResult, RunState, averages_table, daily, merge_windows, quarantine_gate
 
 H10, H11 = "2026-11-14T10:00:00Z", "2026-11-14T11:00:00Z"
 NEXT_DAY = "2026-11-15T00:00:00Z"
@@ -125,3 +127,15 @@ def test_averages_table_says_none_when_no_window_is_listed():
     for table in (averages_table("Daily", windows, only=[]), averages_table("Daily", {})):
         assert table.splitlines()[2:] == ["  (none)"]
         assert "2026-11-14" not in table
+
+
+@pytest.mark.parametrize(
+    ("read", "quarantined", "max_ratio", "fails"),
+    [(1000, 50, 0.05, False), (1000, 51, 0.05, True), (0, 0, 0.0, False), (10, 1, None, False), (10, 1, 0.0, True)],
+)
+def test_quarantine_gate_fails_a_run_only_above_the_ratio(read, quarantined, max_ratio, fails):
+    """The gate trips strictly above the ratio, never on a run that read nothing or without a limit."""
+    reason = quarantine_gate(read, quarantined, max_ratio)
+    assert (reason is not None) == fails
+    if fails:
+        assert f"quarantined {quarantined} of the {read} records" in reason

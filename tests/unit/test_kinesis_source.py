@@ -497,8 +497,16 @@ def test_valid_flags_give_settings(clean_env):
         ([*VALID_ARGV, "--trigger-interval", "0"], "--trigger-interval"),
         ([*VALID_ARGV, "--max-records-per-batch", "-1"], "--max-records-per-batch"),
         ([*VALID_ARGV, "--starting-position", "soon"], "--starting-position"),
+        ([*VALID_ARGV, "--max-quarantine-ratio", "1.5"], "--max-quarantine-ratio"),
     ],
-    ids=["missing-stream", "bad-bucket", "zero-trigger-interval", "negative-max-records", "bad-starting-position"],
+    ids=[
+        "missing-stream",
+        "bad-bucket",
+        "zero-trigger-interval",
+        "negative-max-records",
+        "bad-starting-position",
+        "quarantine-ratio-above-1",
+    ],
 )
 def test_bad_setting_exits_2_with_one_line_naming_the_flag(clean_env, capsys, argv, flag):
     """A bad flag exits with status 2 and a single stderr line that names it."""
