@@ -56,7 +56,10 @@ ARROW_SCHEMA = pa.schema(
 MAX_RECORDS_PER_CALL = 10_000  # the GetRecords API limit
 PROBE_PAGES = 20  # empty GetRecords pages a probe follows before deciding a shard has nothing new
 TRIM_HORIZON, LATEST = "trim_horizon", "latest"
-BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 10}, connect_timeout=5, read_timeout=60)
+# AWS's standard retry strategy (backoff with full jitter, bounded) for Kinesis and S3 alike;
+# AWS_MAX_ATTEMPTS, the SDKs' own setting, changes the bound.
+MAX_ATTEMPTS = int(os.environ.get("AWS_MAX_ATTEMPTS") or 10)
+BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS}, connect_timeout=5, read_timeout=60)
 
 
 def kinesis_client():

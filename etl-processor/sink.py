@@ -60,14 +60,22 @@ RESULT_ARROW_SCHEMA = pa.schema(
     [("kind", pa.string()), ("dt", pa.string()), ("path", pa.string()), ("rows", pa.int64()), ("hourly", pa.string())]
 )
 COMPRESSION = "zstd"
+MAX_ATTEMPTS = int(os.environ.get("AWS_MAX_ATTEMPTS") or 10)  # as kinesis_source's Kinesis client
 ROW_GROUP_ROWS = 50_000  # rows buffered per file before a row group is written
 
 
 def s3_filesystem() -> pafs.S3FileSystem:
-    """pyarrow's S3 client. Unlike boto3 it does not read AWS_ENDPOINT_URL, so it is passed on."""
+    """pyarrow's S3 client. Unlike boto3 it does not read AWS_ENDPOINT_URL, so it is passed on.
+
+    Its retries match the Kinesis client's: AWS's standard strategy (exponential backoff with
+    jitter, bounded), 10 attempts rather than pyarrow's 3 (``AWS_MAX_ATTEMPTS`` changes it), so
+    a brief S3 brown-out does not fail the batch; a longer one does, with the S3 error, and a
+    restart rewrites the batch.
+    """
     return pafs.S3FileSystem(
         endpoint_override=os.environ.get("AWS_ENDPOINT_URL") or None,
         region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=MAX_ATTEMPTS),
     )
 
 

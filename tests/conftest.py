@@ -74,9 +74,11 @@ def stream_name() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
 
 
-def run_script(script: str, args: list[str], emulator: Emulator, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run one of the services' entry points on the host, pointed at ``emulator``."""
-    env = {**os.environ, **emulator.env()}
+def run_script(
+    script: str, args: list[str], emulator: Emulator, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run one of the services' entry points on the host, pointed at ``emulator`` (plus ``env``)."""
+    env = {**os.environ, **emulator.env(), **(env or {})}
     return subprocess.run(
         [sys.executable, str(REPO / script), *args], env=env, capture_output=True, text=True, timeout=timeout
     )

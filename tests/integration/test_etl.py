@@ -39,9 +39,9 @@ def populate(emulator, stream: str, *args: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def etl(emulator, stream, bucket, checkpoint, *args: str) -> subprocess.CompletedProcess:
+def etl(emulator, stream, bucket, checkpoint, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     argv = ["--stream", stream, "--bucket", bucket, "--checkpoint", str(checkpoint), "--master", "local[2]", *args]
-    return run_script(ETL, argv, emulator, timeout=600)
+    return run_script(ETL, argv, emulator, timeout=600, env=env)
 
 
 def verify(emulator, checkpoint) -> subprocess.CompletedProcess:
