@@ -17,6 +17,7 @@ LOCALSTACK_PYTHON ?= $(shell for p in python3.13 python3.12 \
 LOCALSTACK_PINS := 'localstack-core[runtime]==$(LOCALSTACK_VERSION)' 'cbor2<5.8' service_identity \
 	'pyopenssl<24.3' 'cryptography<44'
 PYTEST_ARGS ?=
+FAULT_CYCLES ?= 10
 # Compose's settings, so that `make inspect` looks where `docker compose up` wrote.
 -include .env
 # `make up EMULATOR=moto` runs the pipeline on moto server instead of LocalStack.
@@ -31,7 +32,7 @@ STREAM_NAME ?= news
 CHECKPOINT_DIR ?= checkpoints/$(STREAM_NAME)
 QUIET_PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1
 
-.PHONY: help check install localstack up down logs inspect verify test test-unit bench lint fmt populate etl clean
+.PHONY: help check install localstack up down logs inspect verify faults test test-unit bench lint fmt populate etl clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -88,6 +89,12 @@ test: install localstack ## Run all tests; they start their own moto and LocalSt
 
 test-unit: install ## Run only the fast tests (no emulators)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+faults: install localstack ## Fault matrix (crash cycles, throttling, S3 failures): prints a results table
+	mkdir -p bench/results && rm -f bench/results/faults.jsonl
+	FAULT_CYCLES=$(FAULT_CYCLES) FAULTS_REPORT=bench/results/faults.jsonl LOCALSTACK_VENV=$(LOCALSTACK_VENV) \
+		$(BIN)/pytest -m faults -q $(PYTEST_ARGS) || status=$$?; \
+		$(BIN)/python bench/faults_table.py bench/results/faults.jsonl && exit $${status:-0}
 
 bench: install ## Benchmark: populate against a bare PutRecords loop on moto
 	$(BIN)/python bench/bench_populate.py

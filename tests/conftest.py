@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -82,3 +84,20 @@ def run_script(
     return subprocess.run(
         [sys.executable, str(REPO / script), *args], env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+@pytest.fixture
+def fault_report():
+    """Record a fault test's outcome for `make faults`: a JSON line in FAULTS_REPORT, when set."""
+    started = time.monotonic()
+
+    def record(fault: str, outcome) -> None:
+        path = os.environ.get("FAULTS_REPORT")
+        if not path:
+            return
+        row = {"fault": fault, "records": outcome.records, "lost": outcome.lost, "duplicated": outcome.duplicated,
+               "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
+        with open(path, "a") as report:
+            report.write(json.dumps(row) + "\n")
+
+    return record

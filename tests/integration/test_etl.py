@@ -48,16 +48,16 @@ def verify(emulator, checkpoint) -> subprocess.CompletedProcess:
     return run_script("etl-processor/verify_output.py", ["--checkpoint", str(checkpoint)], emulator, timeout=120)
 
 
-def start_etl(emulator, stream, bucket, checkpoint, *args: str) -> subprocess.Popen:
+def start_etl(emulator, stream, bucket, checkpoint, *args: str, stdout=subprocess.PIPE) -> subprocess.Popen:
     """The job as a background process group (so a test can SIGKILL all of it, JVM included).
 
-    Its log (stderr) goes to ``<checkpoint>.log``.
+    Its log (stderr) goes to ``<checkpoint>.log``; its stdout to a pipe, unless ``stdout`` says.
     """
     argv = [sys.executable, str(REPO / ETL), "--stream", stream, "--bucket", bucket,
             "--checkpoint", str(checkpoint), "--master", "local[2]", *args]  # fmt: skip
-    with open(f"{checkpoint}.log", "w") as log:
+    with open(f"{checkpoint}.log", "a") as log:
         return subprocess.Popen(
-            argv, env={**os.environ, **emulator.env()}, stdout=subprocess.PIPE, stderr=log,
+            argv, env={**os.environ, **emulator.env()}, stdout=stdout, stderr=log,
             text=True, start_new_session=True,
         )  # fmt: skip
 

@@ -7,16 +7,23 @@ the job rides them out and the output is exact, or it stops with one line and a 
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import signal
+import time
 import uuid
 
 import pytest
 
 from tests.emulators import Emulator
 from tests.fault_proxy import FaultProxy, kinesis_throttling, s3_unavailable
-from tests.integration.test_etl import etl, populate
-from tests.output import assert_exactly_once
+from tests.integration.test_etl import etl, populate, start_etl
+from tests.output import assert_exactly_once, tally
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+# `make test` runs one crash cycle; `make faults` runs ten.
+CYCLES = int(os.environ.get("FAULT_CYCLES", "1"))
 
 
 @pytest.fixture
@@ -31,7 +38,9 @@ def through(proxy: FaultProxy, emulator: Emulator) -> Emulator:
     return Emulator(f"{emulator.name} behind a fault proxy", proxy.endpoint, emulator.process, emulator.log_path)
 
 
-def test_throttled_reads_and_flaky_s3_writes_are_retried_to_an_exact_output(moto, stream_name, bucket, tmp_path):
+def test_throttled_reads_and_flaky_s3_writes_are_retried_to_an_exact_output(
+    moto, stream_name, bucket, tmp_path, fault_report
+):
     """30% of GetRecords/GetShardIterator throttled and 30% of S3 PUTs failing: the run completes, exact."""
     populate(moto, stream_name, "--shards", "2", "--count", "800", "--seed", "61", "--bad-ratio", "0.05",
              "--dup-ratio", "0.05")  # fmt: skip
@@ -45,10 +54,11 @@ def test_throttled_reads_and_flaky_s3_writes_are_retried_to_an_exact_output(moto
                   "--max-records-per-batch", "200")  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert {"GetRecords throttled", "S3 PUT 503"} <= set(proxy.injected), proxy.injected
+    fault_report("30% of Kinesis reads throttled, 30% of S3 PUTs 503", tally(moto, stream_name, bucket))
     assert_exactly_once(moto, stream_name, bucket)
 
 
-def test_an_s3_outage_stops_the_job_in_one_line_and_a_rerun_is_exact(moto, stream_name, bucket, tmp_path):
+def test_an_s3_outage_stops_the_job_in_one_line_and_a_rerun_is_exact(moto, stream_name, bucket, tmp_path, fault_report):
     """Every S3 PUT failing: the job exits 1 naming S3; once S3 is back, a rerun writes all exactly once."""
     populate(moto, stream_name, "--shards", "2", "--count", "400", "--seed", "62", "--bad-ratio", "0.05")
     checkpoint = tmp_path / "checkpoint"
@@ -62,4 +72,34 @@ def test_an_s3_outage_stops_the_job_in_one_line_and_a_rerun_is_exact(moto, strea
     assert proxy.injected["S3 PUT 503"] > 0
     rerun = etl(moto, stream_name, bucket, checkpoint, "--once")
     assert rerun.returncode == 0, rerun.stderr
+    fault_report("S3 down (every PUT 503), job stops, rerun", tally(moto, stream_name, bucket))
+    assert_exactly_once(moto, stream_name, bucket)
+
+
+def test_repeated_sigkill_at_random_moments_then_a_finishing_run_is_exact(
+    moto, stream_name, bucket, tmp_path, fault_report
+):
+    """The job's whole process group SIGKILLed CYCLES times at random moments, then run to the end: exact."""
+    populate(moto, stream_name, "--shards", "3", "--count", "3000", "--seed", "63", "--bad-ratio", "0.05",
+             "--dup-ratio", "0.05")  # fmt: skip
+    checkpoint, pace = tmp_path / "checkpoint", random.Random(63)
+    state = checkpoint / "etl-state.json"
+    landed = []  # the last committed batch when each kill landed: kills spread over the run
+    for _ in range(CYCLES):
+        with open(tmp_path / "stdout.txt", "a") as stdout:
+            job = start_etl(moto, stream_name, bucket, checkpoint, "--once", "--max-records-per-batch", "150",
+                            stdout=stdout)  # fmt: skip
+        # The JVM takes about 10 s to start, then a batch commits every second or two: kills land
+        # while shards are read, while Parquet is written, and between a batch's commit steps.
+        time.sleep(pace.uniform(8, 30))
+        if job.poll() is not None:
+            break  # it finished first: the final run below has nothing left to do
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+        landed.append(json.loads(state.read_text())["last_batch_id"] if state.exists() else None)
+    final = etl(moto, stream_name, bucket, checkpoint, "--once", "--max-records-per-batch", "150")
+    assert final.returncode == 0, final.stderr
+    outcome = tally(moto, stream_name, bucket)
+    fault_report(f"SIGKILL of the whole job x{len(landed)} at random moments, then a rerun", outcome)
+    assert (outcome.lost, outcome.duplicated) == (0, 0), f"kills landed after batches {landed}"
     assert_exactly_once(moto, stream_name, bucket)

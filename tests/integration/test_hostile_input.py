@@ -1,0 +1,132 @@
+"""Hostile records through the whole job: every one ends up enriched, quarantined or dropped as a repeat.
+
+hypothesis draws a stream's worth of records: random bytes, deeply nested JSON, articles with
+numbers, lists or nulls where strings belong, duplicated keys, Unicode edge cases (lone
+surrogate escapes, NUL, bidi and zero-width characters, astral planes), and articles close to
+Kinesis's 1 MiB record limit. They are put into moto as they are; one ``--once`` run must exit
+0 and its output must equal what the reference contract (tests/contract.py) says of each record.
+Each example is one ETL run (about half a minute), so `make test` draws one example and
+`make faults` more (HOSTILE_EXAMPLES).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from tests.integration.test_etl import etl
+from tests.output import assert_exactly_once, tally
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+RECORD_LIMIT = 1_000_000  # bytes of data per Kinesis record (1 MiB with the partition key)
+EDGE_TEXT = st.text(
+    st.characters(codec="utf-8") | st.sampled_from(["\x00", "\u200b", "\u202e", "\ufeff", "\U0001f600", "\u00e9"]),
+    max_size=40,
+)
+NOT_A_STRING = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.lists(st.integers())
+IDS = st.sampled_from([str(uuid.UUID(int=n)) for n in range(8)]) | st.uuids().map(str)
+
+
+def article(content: st.SearchStrategy[str] = EDGE_TEXT) -> st.SearchStrategy[dict]:
+    return st.fixed_dictionaries(
+        {
+            "article_id": IDS,
+            "title": EDGE_TEXT,
+            "content": content,
+            "published_at": st.sampled_from(["2026-11-20T09:14:03Z", "2026-11-20", "2026-11-20 09:14:03.123456+02:00"]),
+        },
+        optional={"author": EDGE_TEXT, "extra": st.recursive(NOT_A_STRING, st.lists, max_leaves=5)},
+    )
+
+
+@st.composite
+def mistyped_article(draw) -> bytes:
+    """A valid-looking article with one required field replaced by a non-string (or removed)."""
+    value = draw(article())
+    field = draw(st.sampled_from(["article_id", "title", "content", "published_at"]))
+    if draw(st.booleans()):
+        value[field] = draw(NOT_A_STRING)
+    else:
+        del value[field]
+    return json.dumps(value).encode()
+
+
+@st.composite
+def duplicated_keys(draw) -> bytes:
+    """The same key twice: JSON allows it, and the last one wins (as in Python's json)."""
+    first, last = draw(IDS), draw(IDS)
+    body = json.dumps(draw(article()))[1:-1]
+    return f'{{"article_id": "{first}", {body}, "article_id": "{last}"}}'.encode()
+
+
+@st.composite
+def nested(draw) -> bytes:
+    depth = draw(st.integers(1, 400))  # deeper than this, the reference's own json module gives up
+    inner = "[" * depth + "1" + "]" * depth
+    return draw(st.sampled_from([inner, f'{{"article_id": "x", "title": "t", "content": {inner}}}'])).encode()
+
+
+@st.composite
+def surrogate_escape(draw) -> bytes:
+    """An escaped lone surrogate: valid JSON syntax, but not text."""
+    value = draw(article())
+    return json.dumps(value).replace('"title": "', '"title": "\\ud800', 1).encode()
+
+
+def huge_article() -> st.SearchStrategy[bytes]:
+    words = st.integers(100_000, 150_000).map(lambda n: " ".join(["word"] * n))  # 500-750 KB
+    return article(content=words).map(lambda value: json.dumps(value).encode())
+
+
+# Every kind in every example (hypothesis's first example is its simplest: even that one has
+# each kind), in an order hypothesis picks.
+STREAM_OF_RECORDS = st.tuples(
+    st.lists(st.binary(max_size=300), min_size=8, max_size=20),
+    st.lists(article().map(lambda value: json.dumps(value, ensure_ascii=False).encode()), min_size=8, max_size=30),
+    st.lists(mistyped_article(), min_size=8, max_size=20),
+    st.lists(duplicated_keys(), min_size=4, max_size=10),
+    st.lists(nested(), min_size=4, max_size=10),
+    st.lists(surrogate_escape(), min_size=2, max_size=5),
+    st.lists(huge_article(), min_size=1, max_size=2),
+).flatmap(lambda kinds: st.permutations([record for kind in kinds for record in kind]))
+
+
+def put_all(kinesis, stream: str, records: list[bytes]) -> None:
+    """PutRecords in chunks; every entry must be accepted (moto takes them all, one writer)."""
+    for start in range(0, len(records), 50):
+        entries = [{"Data": data, "PartitionKey": uuid.uuid4().hex} for data in records[start : start + 50]]
+        response = kinesis.put_records(StreamName=stream, Records=entries)
+        assert response["FailedRecordCount"] == 0
+
+
+@settings(
+    max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "1")),
+    deadline=None,
+    derandomize=True,
+    phases=[Phase.generate],  # no shrinking: each example costs an ETL run
+    suppress_health_check=list(HealthCheck),
+)
+@given(drawn=STREAM_OF_RECORDS)
+def test_hostile_records_are_each_enriched_quarantined_or_dropped_as_repeats(
+    moto, tmp_path_factory, fault_report, drawn
+):
+    """One --once run over hostile records exits 0, and the output is exactly what the contract says."""
+    records = [data for data in drawn if len(data) <= RECORD_LIMIT]
+    stream, bucket = f"hostile-{uuid.uuid4().hex[:10]}", f"hostile-{uuid.uuid4().hex[:10]}"
+    kinesis = moto.client("kinesis")
+    kinesis.create_stream(StreamName=stream, ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 1})
+    moto.client("s3").create_bucket(Bucket=bucket)
+    put_all(kinesis, stream, records)
+    run = etl(moto, stream, bucket, tmp_path_factory.mktemp("hostile") / "checkpoint", "--once")
+    assert run.returncode == 0, run.stderr[-3000:]
+    outcome = tally(moto, stream, bucket)
+    fault_report("hostile records (a hypothesis example), one run", outcome)
+    assert (outcome.records, outcome.lost, outcome.duplicated) == (len(records), 0, 0)
+    assert_exactly_once(moto, stream, bucket)
