@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 MAX_EMPTY_POLLS = 3
 
@@ -13,6 +14,7 @@ class StreamRecord:
     sequence_number: str
     partition_key: str
     data: bytes
+    arrival_time: datetime
 
 
 def read_stream(client, stream: str) -> list[StreamRecord]:
@@ -27,7 +29,13 @@ def read_stream(client, stream: str) -> list[StreamRecord]:
         while iterator and empty_polls < MAX_EMPTY_POLLS:
             response = client.get_records(ShardIterator=iterator, Limit=10_000)
             records.extend(
-                StreamRecord(shard["ShardId"], r["SequenceNumber"], r["PartitionKey"], r["Data"])
+                StreamRecord(
+                    shard["ShardId"],
+                    r["SequenceNumber"],
+                    r["PartitionKey"],
+                    r["Data"],
+                    r["ApproximateArrivalTimestamp"],
+                )
                 for r in response["Records"]
             )
             caught_up = response.get("MillisBehindLatest", 0) == 0

@@ -107,6 +107,8 @@ def test_runs_write_every_article_exactly_once_across_reruns_and_new_records(emu
     assert "DISAGREE enriched: metrics say" in result.stdout
 
 
+@pytest.mark.localstack
+@pytest.mark.parametrize("emulator", ["localstack"], indirect=True)  # moto: test_faults' random kill cycles
 def test_sigkill_mid_run_then_restart_gives_exactly_once_output(emulator, stream_name, bucket, tmp_path):
     """The job's whole process tree killed with SIGKILL after a committed batch, then rerun: exact output."""
     checkpoint, metrics_path = tmp_path / "checkpoint", tmp_path / "metrics.json"

@@ -19,7 +19,8 @@ import pytest
 from tests.emulators import Emulator
 from tests.fault_proxy import FaultProxy, kinesis_throttling, s3_unavailable
 from tests.integration.test_etl import etl, populate, start_etl
-from tests.output import assert_exactly_once, tally
+from tests.kinesis_reader import read_stream
+from tests.output import assert_exactly_once, output, tally
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 # `make test` runs one crash cycle; `make faults` runs ten.
@@ -80,26 +81,81 @@ def test_repeated_sigkill_at_random_moments_then_a_finishing_run_is_exact(
     moto, stream_name, bucket, tmp_path, fault_report
 ):
     """The job's whole process group SIGKILLed CYCLES times at random moments, then run to the end: exact."""
-    populate(moto, stream_name, "--shards", "3", "--count", "3000", "--seed", "63", "--bad-ratio", "0.05",
+    populate(moto, stream_name, "--shards", "3", "--count", "1500", "--seed", "63", "--bad-ratio", "0.05",
              "--dup-ratio", "0.05")  # fmt: skip
     checkpoint, pace = tmp_path / "checkpoint", random.Random(63)
     state = checkpoint / "etl-state.json"
     landed = []  # the last committed batch when each kill landed: kills spread over the run
     for _ in range(CYCLES):
         with open(tmp_path / "stdout.txt", "a") as stdout:
-            job = start_etl(moto, stream_name, bucket, checkpoint, "--once", "--max-records-per-batch", "150",
+            job = start_etl(moto, stream_name, bucket, checkpoint, "--once", "--max-records-per-batch", "100",
                             stdout=stdout)  # fmt: skip
         # The JVM takes about 10 s to start, then a batch commits every second or two: kills land
         # while shards are read, while Parquet is written, and between a batch's commit steps.
-        time.sleep(pace.uniform(8, 30))
+        time.sleep(pace.uniform(8, 22))
         if job.poll() is not None:
             break  # it finished first: the final run below has nothing left to do
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
         landed.append(json.loads(state.read_text())["last_batch_id"] if state.exists() else None)
-    final = etl(moto, stream_name, bucket, checkpoint, "--once", "--max-records-per-batch", "150")
+    final = etl(moto, stream_name, bucket, checkpoint, "--once", "--max-records-per-batch", "100")
     assert final.returncode == 0, final.stderr
     outcome = tally(moto, stream_name, bucket)
     fault_report(f"SIGKILL of the whole job x{len(landed)} at random moments, then a rerun", outcome)
     assert (outcome.lost, outcome.duplicated) == (0, 0), f"kills landed after batches {landed}"
     assert_exactly_once(moto, stream_name, bucket)
+
+
+def reshard(kinesis, stream: str, step: str) -> None:
+    """One resharding step, waited on until the stream is ACTIVE again."""
+    shards = [s for s in kinesis.list_shards(StreamName=stream)["Shards"] if "EndingSequenceNumber" not in
+              s["SequenceNumberRange"]]  # fmt: skip
+    if step == "split":
+        low, high = (int(shards[0]["HashKeyRange"][k]) for k in ("StartingHashKey", "EndingHashKey"))
+        kinesis.split_shard(StreamName=stream, ShardToSplit=shards[0]["ShardId"],
+                            NewStartingHashKey=str((low + high) // 2))  # fmt: skip
+    elif step == "merge":
+        ordered = sorted(shards, key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]))
+        kinesis.merge_shards(StreamName=stream, ShardToMerge=ordered[0]["ShardId"],
+                             AdjacentShardToMerge=ordered[1]["ShardId"])  # fmt: skip
+    else:
+        kinesis.update_shard_count(StreamName=stream, TargetShardCount=4, ScalingType="UNIFORM_SCALING")
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 1})
+
+
+def assert_first_of_each_key_kept(emulator: Emulator, stream: str, bucket: str) -> None:
+    """Where an article was sent twice, the copy written is the one that arrived first (parents before children)."""
+    first: dict[str, tuple] = {}
+    for record in read_stream(emulator.client("kinesis"), stream):
+        key = (record.arrival_time, int(record.sequence_number))
+        if record.partition_key not in first or key < first[record.partition_key][0]:
+            first[record.partition_key] = (key, record.shard_id, record.sequence_number)
+    for row in output(emulator, bucket, "enriched").to_pylist():
+        assert (row["shard_id"], row["sequence_number"]) == first[row["article_id"]][1:], row["article_id"]
+
+
+@pytest.mark.localstack
+def test_resharding_while_the_job_runs_loses_and_duplicates_nothing(localstack, stream_name, tmp_path, fault_report):
+    """Split, merge and UpdateShardCount while the job polls: exact output, each article's first copy kept."""
+    kinesis = localstack.client("kinesis")
+    bucket = f"news-{uuid.uuid4().hex[:10]}"
+    localstack.client("s3").create_bucket(Bucket=bucket)
+    populate(localstack, stream_name, "--shards", "2", "--count", "400", "--seed", "64", "--dup-ratio", "0.1")
+    with open(tmp_path / "stdout.txt", "w") as stdout:
+        job = start_etl(localstack, stream_name, bucket, tmp_path / "checkpoint", "--trigger-interval", "2",
+                        "--idle-timeout", "12", stdout=stdout)  # fmt: skip
+    for seed, step in enumerate(("split", "merge", "update_shard_count"), start=65):
+        time.sleep(4)  # a mini-batch or two between steps
+        reshard(kinesis, stream_name, step)
+        populate(localstack, stream_name, "--count", "400", "--seed", str(seed), "--dup-ratio", "0.1",
+                 "--bad-ratio", "0.05")  # fmt: skip
+    assert job.wait(timeout=600) == 0, (tmp_path / "checkpoint.log").read_text()[-3000:]
+    closed = {s["ShardId"] for s in kinesis.list_shards(StreamName=stream_name)["Shards"]
+              if "EndingSequenceNumber" in s["SequenceNumberRange"]}  # fmt: skip
+    read_from = {row["shard_id"] for row in output(localstack, bucket, "enriched").to_pylist()}
+    assert len(closed) >= 3 and read_from & closed and read_from - closed, "parents and children were not both read"
+    outcome = tally(localstack, stream_name, bucket)
+    fault_report("split, merge and UpdateShardCount while the job polls", outcome)
+    assert (outcome.records, outcome.lost, outcome.duplicated) == (1600, 0, 0)
+    assert_exactly_once(localstack, stream_name, bucket)
+    assert_first_of_each_key_kept(localstack, stream_name, bucket)
