@@ -18,6 +18,7 @@ LOCALSTACK_PINS := 'localstack-core[runtime]==$(LOCALSTACK_VERSION)' 'cbor2<5.8'
 	'pyopenssl<24.3' 'cryptography<44'
 PYTEST_ARGS ?=
 FAULT_CYCLES ?= 10
+HOSTILE_EXAMPLES ?= 3
 # Compose's settings, so that `make inspect` looks where `docker compose up` wrote.
 -include .env
 # `make up EMULATOR=moto` runs the pipeline on moto server instead of LocalStack.
@@ -92,7 +93,8 @@ test-unit: install ## Run only the fast tests (no emulators)
 
 faults: install localstack ## Fault matrix (crash cycles, throttling, S3 failures): prints a results table
 	mkdir -p bench/results && rm -f bench/results/faults.jsonl
-	FAULT_CYCLES=$(FAULT_CYCLES) FAULTS_REPORT=bench/results/faults.jsonl LOCALSTACK_VENV=$(LOCALSTACK_VENV) \
+	FAULT_CYCLES=$(FAULT_CYCLES) HOSTILE_EXAMPLES=$(HOSTILE_EXAMPLES) FAULTS_REPORT=bench/results/faults.jsonl \
+		LOCALSTACK_VENV=$(LOCALSTACK_VENV) \
 		$(BIN)/pytest -m faults -q $(PYTEST_ARGS) || status=$$?; \
 		$(BIN)/python bench/faults_table.py bench/results/faults.jsonl && exit $${status:-0}
 

@@ -77,6 +77,25 @@ def test_an_s3_outage_stops_the_job_in_one_line_and_a_rerun_is_exact(moto, strea
     assert_exactly_once(moto, stream_name, bucket)
 
 
+def test_kinesis_throttling_that_does_not_end_stops_the_job_in_one_line(
+    moto, stream_name, bucket, tmp_path, fault_report
+):
+    """Every GetRecords throttled: bounded retries, then one line naming the throttling; a rerun is exact."""
+    populate(moto, stream_name, "--shards", "2", "--count", "300", "--seed", "66")
+    checkpoint = tmp_path / "checkpoint"
+    with FaultProxy(moto.endpoint) as proxy:
+        proxy.faults = [kinesis_throttling("GetRecords", 1.0)]
+        down = etl(through(proxy, moto), stream_name, bucket, checkpoint, "--once", env={"AWS_MAX_ATTEMPTS": "3"})
+    assert down.returncode == 1
+    errors = [line for line in down.stderr.splitlines() if line.startswith("etl: error:")]
+    assert len(errors) == 1 and "ProvisionedThroughputExceededException" in errors[0], down.stderr[-3000:]
+    assert proxy.injected["GetRecords throttled"] >= 3  # retried, within the bound, then given up
+    rerun = etl(moto, stream_name, bucket, checkpoint, "--once")
+    assert rerun.returncode == 0, rerun.stderr
+    fault_report("Kinesis reads throttled without end, job stops, rerun", tally(moto, stream_name, bucket))
+    assert_exactly_once(moto, stream_name, bucket)
+
+
 def test_repeated_sigkill_at_random_moments_then_a_finishing_run_is_exact(
     moto, stream_name, bucket, tmp_path, fault_report
 ):
