@@ -97,7 +97,7 @@ def fault_report():
         if not path:
             return
         row = {"fault": fault, "records": outcome.records, "lost": outcome.lost, "duplicated": outcome.duplicated,
-               "seconds": round(seconds, 1)}  # fmt: skip
+               "unexpected": outcome.unexpected, "seconds": round(seconds, 1)}  # fmt: skip
         with open(path, "a") as report:
             report.write(json.dumps(row) + "\n")
 

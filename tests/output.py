@@ -65,6 +65,7 @@ class Tally:
     records: int  # in the stream
     lost: int  # valid articles or invalid records with no row
     duplicated: int  # rows beyond the first for an article id or an invalid record
+    unexpected: int  # rows that should not be there at all (an unknown id, a valid record quarantined)
 
 
 def tally(emulator: Emulator, stream: str, bucket: str) -> Tally:
@@ -75,8 +76,9 @@ def tally(emulator: Emulator, stream: str, bucket: str) -> Tally:
     )
     lost = len(set(articles) - set(written)) + len(set(invalid) - set(quarantined))
     duplicated = sum(n - 1 for n in written.values()) + sum(n - 1 for n in quarantined.values())
+    unexpected = len(set(written) - set(articles)) + len(set(quarantined) - set(invalid))
     records = len(read_stream(emulator.client("kinesis"), stream))
-    return Tally(records, lost, duplicated)
+    return Tally(records, lost, duplicated, unexpected)
 
 
 def assert_exactly_once(emulator: Emulator, stream: str, bucket: str) -> None:
