@@ -121,7 +121,7 @@ def test_repeated_sigkill_at_random_moments_then_a_finishing_run_is_exact(
     landed = []  # the last committed batch when each kill landed: kills spread over the run
     for _ in range(CYCLES):
         with open(tmp_path / "stdout.txt", "a") as stdout:
-            job = start_etl(moto, stream_name, bucket, checkpoint, "--once", "--max-records-per-batch", "100",
+            job = start_etl(moto, stream_name, bucket, checkpoint, "--once", "--max-records-per-batch", "50",
                             stdout=stdout)  # fmt: skip
         # Once this run has committed a batch, a batch commits every second or two: a kill a
         # random moment later lands while shards are read, while Parquet is written, or between
@@ -136,7 +136,7 @@ def test_repeated_sigkill_at_random_moments_then_a_finishing_run_is_exact(
         job.wait()
         landed.append(committed_batch(state))
     assert landed and all(batch >= 0 for batch in landed), landed
-    final = etl(moto, stream_name, bucket, checkpoint, "--once", "--max-records-per-batch", "100")
+    final = etl(moto, stream_name, bucket, checkpoint, "--once", "--max-records-per-batch", "50")
     assert final.returncode == 0, final.stderr
     outcome = tally(moto, stream_name, bucket)
     fault_report(f"SIGKILL of the whole job x{len(landed)} at random moments, then a rerun", outcome)
