@@ -23,6 +23,7 @@ from pathlib import Path
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 LOCALSTACK_VERSION = "4.14.0"
 LOCALSTACK_VENV = Path(
@@ -121,6 +122,23 @@ def start_moto(log_dir: Path, port: int | None = None) -> Emulator:
     return emulator
 
 
+def _warm_up_kinesis(emulator: Emulator) -> None:
+    """The first Kinesis call installs and starts LocalStack's Kinesis backend; until that backend
+    listens, LocalStack answers 500, so the call is repeated until it succeeds."""
+    client = emulator.client(
+        "kinesis", config=Config(read_timeout=FIRST_KINESIS_CALL_TIMEOUT_S, retries={"mode": "standard"})
+    )
+    deadline = time.monotonic() + FIRST_KINESIS_CALL_TIMEOUT_S
+    while True:
+        try:
+            client.list_streams()
+            return
+        except ClientError as error:
+            if error.response["ResponseMetadata"].get("HTTPStatusCode") != 500 or time.monotonic() > deadline:
+                raise
+        time.sleep(1)
+
+
 def _private_filesystem(root: Path, ready_hooks: Path) -> dict[str, str]:
     """Environment giving one LocalStack its own init directory under ``root``.
 
@@ -179,10 +197,7 @@ def start_localstack(
             log_path,
             lambda body: json.loads(body)["services"].get("kinesis") in ("available", "running"),
         )
-        warm_up = emulator.client(
-            "kinesis", config=Config(read_timeout=FIRST_KINESIS_CALL_TIMEOUT_S, retries={"mode": "standard"})
-        )
-        warm_up.list_streams()
+        _warm_up_kinesis(emulator)
     except Exception:
         emulator.stop()
         raise
