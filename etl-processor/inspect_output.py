@@ -36,13 +36,14 @@ def list_objects(filesystem: pafs.FileSystem, bucket: str) -> list[pafs.FileInfo
     return [info for info in filesystem.get_file_info(selector) if info.type == pafs.FileType.File]
 
 
-def dataset(filesystem: pafs.FileSystem, bucket: str, kind: str) -> ds.Dataset | None:
-    """The ``enriched`` or ``quarantine`` table (``dt`` from the folder names), if any file exists."""
-    files = [info.path for info in list_objects(filesystem, f"{bucket}/{kind}") if info.path.endswith(".parquet")]
+def dataset(filesystem: pafs.FileSystem, bucket: str, kind: str, objects: list[pafs.FileInfo]) -> ds.Dataset | None:
+    """The ``enriched`` or ``quarantine`` table among the bucket's ``objects``, if any file exists."""
+    base = f"{bucket}/{kind}"
+    files = [info.path for info in objects if info.path.startswith(f"{base}/") and info.path.endswith(".parquet")]
     if not files:
         return None
     return ds.dataset(files, filesystem=filesystem, format="parquet", partitioning="hive",
-                      partition_base_dir=f"{bucket}/{kind}")  # fmt: skip
+                      partition_base_dir=base)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"s3://{args.bucket}: {len(objects)} objects")
     for info in objects:
         print(f"  {info.size:>10,}  {info.path.removeprefix(args.bucket + '/')}")
-    enriched, quarantine = (dataset(filesystem, args.bucket, kind) for kind in ("enriched", "quarantine"))
+    enriched, quarantine = (dataset(filesystem, args.bucket, kind, objects) for kind in ("enriched", "quarantine"))
     print(f"enriched rows: {enriched.count_rows() if enriched else 0}")
     print(f"quarantined rows: {quarantine.count_rows() if quarantine else 0}")
     if quarantine:

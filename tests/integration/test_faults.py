@@ -51,6 +51,16 @@ def wait_until(condition, timeout: float = 300) -> None:
         time.sleep(0.2)
 
 
+def assert_stopped_in_one_line_then_rerun_is_exact(down, cause: str, emulator, stream, bucket, checkpoint) -> None:
+    """The failed run exited 1 with one `etl: error:` line naming ``cause``; a rerun without the fault is exact."""
+    assert down.returncode == 1
+    errors = [line for line in down.stderr.splitlines() if line.startswith("etl: error:")]
+    assert len(errors) == 1 and cause in errors[0], down.stderr[-3000:]
+    rerun = etl(emulator, stream, bucket, checkpoint, "--once")
+    assert rerun.returncode == 0, rerun.stderr
+    assert_exactly_once(emulator, stream, bucket)
+
+
 def test_throttled_reads_and_flaky_s3_writes_are_retried_to_an_exact_output(
     moto, stream_name, bucket, tmp_path, fault_report
 ):
@@ -79,14 +89,9 @@ def test_an_s3_outage_stops_the_job_in_one_line_and_a_rerun_is_exact(moto, strea
         proxy.faults = [s3_unavailable("PUT")]
         # Two attempts per request, not ten: the same give-up path, minutes sooner.
         down = etl(through(proxy, moto), stream_name, bucket, checkpoint, "--once", env={"AWS_MAX_ATTEMPTS": "2"})
-    assert down.returncode == 1
-    errors = [line for line in down.stderr.splitlines() if line.startswith("etl: error:")]
-    assert len(errors) == 1 and "SERVICE_UNAVAILABLE" in errors[0], down.stderr[-3000:]
     assert proxy.injected["S3 PUT 503"] > 0
-    rerun = etl(moto, stream_name, bucket, checkpoint, "--once")
-    assert rerun.returncode == 0, rerun.stderr
+    assert_stopped_in_one_line_then_rerun_is_exact(down, "SERVICE_UNAVAILABLE", moto, stream_name, bucket, checkpoint)
     fault_report("S3 down (every PUT 503), job stops, rerun", tally(moto, stream_name, bucket))
-    assert_exactly_once(moto, stream_name, bucket)
 
 
 def test_kinesis_throttling_that_does_not_end_stops_the_job_in_one_line(
@@ -98,16 +103,13 @@ def test_kinesis_throttling_that_does_not_end_stops_the_job_in_one_line(
     with FaultProxy(moto.endpoint) as proxy:
         proxy.faults = [kinesis_throttling("GetRecords", 1.0)]
         down = etl(through(proxy, moto), stream_name, bucket, checkpoint, "--once", env={"AWS_MAX_ATTEMPTS": "3"})
-    assert down.returncode == 1
-    errors = [line for line in down.stderr.splitlines() if line.startswith("etl: error:")]
-    assert len(errors) == 1 and "ProvisionedThroughputExceededException" in errors[0], down.stderr[-3000:]
     # Retried within the bound, then given up: 3 attempts per read, two shards read at once (a
     # few more may be in flight as the job stops); spinning would show hundreds here.
     assert 3 <= proxy.injected["GetRecords throttled"] <= 4 * 3, proxy.injected
-    rerun = etl(moto, stream_name, bucket, checkpoint, "--once")
-    assert rerun.returncode == 0, rerun.stderr
+    assert_stopped_in_one_line_then_rerun_is_exact(
+        down, "ProvisionedThroughputExceededException", moto, stream_name, bucket, checkpoint
+    )
     fault_report("Kinesis reads throttled without end, job stops, rerun", tally(moto, stream_name, bucket))
-    assert_exactly_once(moto, stream_name, bucket)
 
 
 def test_repeated_sigkill_at_random_moments_then_a_finishing_run_is_exact(
