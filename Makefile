@@ -86,7 +86,7 @@ verify: install ## Recount the host ETL's S3 output against its checkpoint's met
 		$(BIN)/python etl-processor/verify_output.py --checkpoint $(CHECKPOINT_DIR)
 
 test: install localstack ## Run all tests; they start their own moto and LocalStack on 127.0.0.1
-	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/pytest $(PYTEST_ARGS)
+	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 test-unit: install ## Run only the fast tests (no emulators)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

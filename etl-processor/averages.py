@@ -23,6 +23,7 @@ class BatchResult:
     enriched: int
     quarantined: int
     hourly: dict[str, list[int]]  # hour start (ISO, UTC) -> [articles, words]
+    trimmed_gaps: int = 0
 
     @property
     def duplicates_dropped(self) -> int:
@@ -56,6 +57,7 @@ class RunState:
     enriched: int = 0
     quarantined: int = 0
     duplicates_dropped: int = 0
+    trimmed_gaps: int = 0  # places where records were trimmed by retention before they were read
     hourly: dict[str, list[int]] = field(default_factory=dict)
 
     def apply(self, batch_id: int, batch: BatchResult) -> bool:
@@ -67,6 +69,7 @@ class RunState:
         self.enriched += batch.enriched
         self.quarantined += batch.quarantined
         self.duplicates_dropped += batch.duplicates_dropped
+        self.trimmed_gaps += batch.trimmed_gaps
         merge_windows(self.hourly, batch.hourly)
         return True
 
@@ -77,6 +80,7 @@ class RunState:
             "enriched": self.enriched,
             "quarantined": self.quarantined,
             "duplicates_dropped": self.duplicates_dropped,
+            "trimmed_gaps": self.trimmed_gaps,
             "hourly": _window_rows(self.hourly, suffix=""),
             "daily": _window_rows(daily(self.hourly), suffix="T00:00:00Z"),
         }

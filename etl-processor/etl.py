@@ -33,7 +33,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from averages import BatchResult, RunState, averages_table, daily, merge_windows, quarantine_gate
-from kinesis_source import KinesisDataSource, ShardEndStore, kinesis_client
+from kinesis_source import KinesisDataSource, ShardEnd, ShardEndStore, describe_trimmed, kinesis_client
 from settings import Settings, parse_settings
 from sink import RESULT_SCHEMA, batch_writer
 from transform import output_rows, prepare_records
@@ -146,6 +146,7 @@ def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
         .option("metadataPath", settings.shard_ends)
         .option("startingPosition", settings.starting_position)
         .option("maxRecordsPerBatch", str(settings.max_records_per_batch))
+        .option("failOnTrimmed", str(settings.fail_on_trimmed).lower())
         .load()
     )
     return (
@@ -162,15 +163,16 @@ def write_batch(batch: DataFrame, batch_id: int, bucket: str, run_id: str) -> li
     return [row.asDict() for row in rows.mapInArrow(writer, RESULT_SCHEMA).collect()]
 
 
-def batch_result(files: list[dict], records_read: int) -> BatchResult:
+def batch_result(files: list[dict], ends: dict[str, ShardEnd]) -> BatchResult:
     hourly: dict[str, list[int]] = {}
     for file in files:
         merge_windows(hourly, json.loads(file["hourly"]))
     return BatchResult(
-        records_read=records_read,
+        records_read=sum(end.records for end in ends.values()),
         enriched=sum(f["rows"] for f in files if f["kind"] == "enriched"),
         quarantined=sum(f["rows"] for f in files if f["kind"] == "quarantine"),
         hourly=hourly,
+        trimmed_gaps=sum(1 for end in ends.values() if end.trimmed),
     )
 
 
@@ -187,7 +189,7 @@ class BatchHandler:
         ends = ShardEndStore(self.settings.shard_ends).load(batch_id)
         if files and not ends:
             raise RuntimeError(f"no shard ends recorded for batch {batch_id}: source and Spark batches diverged")
-        result = batch_result(files, sum(end.records for end in ends.values()))
+        result = batch_result(files, ends)
         if result.duplicates_dropped < 0:
             raise RuntimeError(f"batch {batch_id} wrote more rows than it read: {result}")
         if self.state.apply(batch_id, result):
@@ -197,13 +199,17 @@ class BatchHandler:
         if result.records_read:
             self.rows_seen_at = time.monotonic()
         elapsed = time.monotonic() - started
-        lag = ", ".join(f"{shard} {end.millis_behind_latest} ms" for shard, end in sorted(ends.items()))
+        lag = ", ".join(f"{shard} {end.millis_behind_latest} ms (executor {end.executor or '?'})"
+                        for shard, end in sorted(ends.items()))  # fmt: skip
         print(
             f"batch {batch_id}: read {result.records_read}, enriched {result.enriched}, "
             f"quarantined {result.quarantined}, duplicates {result.duplicates_dropped}, "
             f"{result.records_read / max(elapsed, 1e-9):.0f} rec/s, lag: {lag or 'n/a'}",
             flush=True,
         )
+        for shard_id, end in sorted(ends.items()):
+            if end.trimmed:
+                print(f"  TRIMMED: {describe_trimmed(self.settings.stream, shard_id, end.trimmed)}", flush=True)
         hours = set(result.hourly)
         days = {hour[:10] for hour in hours}
         print(averages_table("  hourly average word_count (cumulative), windows in this batch:",
@@ -242,6 +248,7 @@ def print_totals(state: RunState) -> None:
     print(
         f"\ntotals on this checkpoint: read {state.records_read}, enriched {state.enriched}, "
         f"quarantined {state.quarantined}, duplicates dropped {state.duplicates_dropped}"
+        + (f", TRIMMED before read at {state.trimmed_gaps} place(s): see the batch lines" if state.trimmed_gaps else "")
     )
     print(averages_table("hourly average word_count (all windows):", state.hourly))
     print(averages_table("daily average word_count (all windows):", daily(state.hourly)), flush=True)

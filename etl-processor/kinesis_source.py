@@ -20,6 +20,9 @@ How it fits Spark's streaming model:
   spark-sql-kinesis-connector's metadata committer does. Batch N+1 starts after those ends.
 - **Resharding.** A child shard is read only once all its parents have been read to their ends,
   so records of one partition key stay in order across a split or merge.
+- **Trimmed records.** Records the stream's retention removed before they were read are found
+  where reading resumes (see ``ShardReader``) and recorded with the batch; Kinesis does not say
+  how many there were. Option ``failOnTrimmed`` stops the query instead.
 - ``trigger(availableNow=True)`` reads what had arrived when the query started, then stops.
 """
 
@@ -29,6 +32,7 @@ import json
 import logging
 import math
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -75,6 +79,7 @@ class ReaderOptions:
     metadata_path: str
     starting_position: str = TRIM_HORIZON
     max_records_per_batch: int = 0  # 0: everything available
+    fail_on_trimmed: bool = False  # stop instead of reporting records trimmed before they were read
 
     @classmethod
     def parse(cls, options) -> ReaderOptions:
@@ -92,7 +97,10 @@ class ReaderOptions:
         max_records = int(options.get("maxRecordsPerBatch", "0"))
         if max_records < 0:
             raise ValueError("option maxRecordsPerBatch must be 0 or more")
-        return cls(stream, metadata_path, position, max_records)
+        fail_on_trimmed = options.get("failOnTrimmed", "false").lower()
+        if fail_on_trimmed not in ("true", "false"):
+            raise ValueError("option failOnTrimmed must be true or false")
+        return cls(stream, metadata_path, position, max_records, fail_on_trimmed == "true")
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -134,6 +142,32 @@ class ShardEnd:
     finished: bool  # a closed shard read to its end
     caught_up: bool  # reached the stream's tip (or the availableNow target)
     millis_behind_latest: int
+    trimmed: dict | None = None  # records this batch should have read first were trimmed: see ShardReader
+    executor: str = ""  # the Spark executor whose task read the shard
+
+
+def executor_id() -> str:
+    """The Spark executor this code runs in: Kubernetes sets SPARK_EXECUTOR_ID; standalone and YARN
+    executors name it in their log URL; in local mode the driver is the only executor."""
+    if os.environ.get("SPARK_EXECUTOR_ID"):
+        return os.environ["SPARK_EXECUTOR_ID"]
+    match = re.search(r"[?&]executorId=([^&]+)", os.environ.get("SPARK_LOG_URL_STDERR", ""))
+    return match[1] if match else "driver"
+
+
+def describe_trimmed(stream: str, shard_id: str, trimmed: dict) -> str:
+    """One line: which records of a shard were trimmed before they were read, and where reading went on."""
+    after = f"after sequence number {trimmed['after']}" if trimmed.get("after") else "not yet read"
+    if trimmed.get("shard_expired"):
+        where = "the whole shard has expired from the stream"
+    elif trimmed.get("resumed_at"):
+        where = f"reading resumed at {trimmed['resumed_at']}, which arrived {trimmed['resumed_arrival']}"
+    else:
+        where = "nothing older is left in the shard"
+    return (
+        f"{stream}/{shard_id}: records {after} were trimmed by the stream's retention before they were read "
+        f"(Kinesis does not say how many); {where}"
+    )
 
 
 class ShardEndStore:
@@ -201,6 +235,7 @@ class ShardPartition(InputPartition):
     max_records: int  # 0: no limit
     until: str | None  # the batch's cut-off: records that arrived later are left for the next batch
     metadata_path: str
+    fail_on_trimmed: bool = False
 
 
 # --- Reading one shard (runs on an executor) --------------------------------------------------
@@ -219,38 +254,78 @@ def _to_arrow(shard_id: str, records: list[dict]) -> pa.RecordBatch:
     )
 
 
+class TrimmedRecordsError(RuntimeError):
+    """Records were trimmed by the stream's retention before they were read (``failOnTrimmed``)."""
+
+
 class ShardReader:
-    """Reads one shard from a position, following GetRecords' continuation iterators."""
+    """Reads one shard from a position, following GetRecords' continuation iterators.
+
+    A position after a sequence number is read *at* that number first: finding the record still
+    there proves nothing after it was trimmed by retention. Finding another record, or an
+    InvalidArgumentException on the number (AWS answers either way), sets ``trimmed``.
+    """
 
     def __init__(self, client, stream: str, shard_id: str, position: dict) -> None:
         self._client, self._stream, self._shard_id = client, stream, shard_id
         self._position = position
         self._iterator: str | None = None
+        self._check_at: str | None = position.get("after")  # the last record read before this position
         self.last_sequence_number: str | None = position.get("after")
         self.millis_behind_latest = 0
         self.finished = False
+        self.trimmed: dict | None = None  # records after ``after`` were trimmed; reading resumed at ``resumed_at``
+
+    def _get_iterator(self, **args) -> str:
+        return self._client.get_shard_iterator(StreamName=self._stream, ShardId=self._shard_id, **args)["ShardIterator"]
 
     def _fresh_iterator(self) -> str:
+        if self._check_at:
+            try:
+                return self._get_iterator(ShardIteratorType="AT_SEQUENCE_NUMBER", StartingSequenceNumber=self._check_at)
+            except self._client.exceptions.InvalidArgumentException as error:
+                if "startingsequencenumber" not in str(error).lower().replace(" ", ""):
+                    raise
+                self.trimmed = {"after": self._check_at, "resumed_at": None, "resumed_arrival": None}
+                self._check_at = self.last_sequence_number = None
+                self._position = {}
+                return self._get_iterator(ShardIteratorType="TRIM_HORIZON")  # where the shard's records now start
         position = {"after": self.last_sequence_number} if self.last_sequence_number else self._position
-        return self._client.get_shard_iterator(
-            StreamName=self._stream, ShardId=self._shard_id, **iterator_args(position)
-        )["ShardIterator"]
+        return self._get_iterator(**iterator_args(position))
 
     def next_records(self, limit: int) -> list[dict]:
         """The next up to ``limit`` records; sets ``finished`` at the end of a closed shard."""
         if self._iterator is None:
             self._iterator = self._fresh_iterator()
+        if self._check_at:
+            limit = min(limit + 1, MAX_RECORDS_PER_CALL)  # room for the already-read record read at
         try:
             response = self._client.get_records(ShardIterator=self._iterator, Limit=limit)
         except self._client.exceptions.ExpiredIteratorException:
             self._iterator = self._fresh_iterator()  # iterators live 5 minutes: resume after the last record
             response = self._client.get_records(ShardIterator=self._iterator, Limit=limit)
         records = response["Records"]
-        if records:
-            self.last_sequence_number = records[-1]["SequenceNumber"]
         self.millis_behind_latest = response.get("MillisBehindLatest", 0)
         self._iterator = response.get("NextShardIterator")
         self.finished = self._iterator is None
+        if self._check_at or (self.trimmed and self.trimmed["resumed_at"] is None):
+            records = self._check_first(records)
+        if records:
+            self.last_sequence_number = records[-1]["SequenceNumber"]
+        return records
+
+    def _check_first(self, records: list[dict]) -> list[dict]:
+        """Drop the already-read record read at; or, where it is gone, note the gap and where reading resumed."""
+        if self._check_at and records and records[0]["SequenceNumber"] == self._check_at:
+            self._check_at = None
+            return records[1:]
+        if self._check_at and (records or self.finished or self.millis_behind_latest == 0):
+            self.trimmed = {"after": self._check_at, "resumed_at": None, "resumed_arrival": None}
+            self._check_at = None
+        if records and self.trimmed:
+            first = records[0]
+            self.trimmed |= {"resumed_at": first["SequenceNumber"],
+                             "resumed_arrival": first["ApproximateArrivalTimestamp"].isoformat()}  # fmt: skip
         return records
 
 
@@ -282,6 +357,9 @@ def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Itera
     while remaining > 0 and not reader.finished and not caught_up:
         before = reader.last_sequence_number
         records = reader.next_records(int(min(remaining, MAX_RECORDS_PER_CALL)))
+        if reader.trimmed and partition.fail_on_trimmed:
+            message = describe_trimmed(partition.stream, partition.shard_id, reader.trimmed)
+            raise TrimmedRecordsError(f"{message} (--fail-on-trimmed)")
         cut = _first_late(records, until)
         kept = records[:cut]
         if cut < len(records):  # past the batch's cut-off: stop before those
@@ -293,11 +371,11 @@ def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Itera
             read += len(kept)
             remaining -= len(kept)
             yield _to_arrow(partition.shard_id, kept)
-    store.put(
-        partition.batch,
-        partition.shard_id,
-        ShardEnd(reader.last_sequence_number, read, reader.finished, caught_up, reader.millis_behind_latest),
-    )
+    # A gap is reported once: by the batch that reads past it, or finds a closed shard empty.
+    trimmed = reader.trimmed if reader.trimmed and (reader.trimmed["resumed_at"] or reader.finished) else None
+    end = ShardEnd(reader.last_sequence_number, read, reader.finished, caught_up, reader.millis_behind_latest,
+                   trimmed, executor_id())  # fmt: skip
+    store.put(partition.batch, partition.shard_id, end)
 
 
 def _replay(client, partition: ShardPartition, recorded: ShardEnd) -> Iterator[pa.RecordBatch]:
@@ -371,13 +449,14 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         first = start["batch"] < 0
         previous = {} if first else ShardEndStore(self.options.metadata_path).load(start["batch"])
         shards = self._positions_after(start, previous)
-        self._add_new_shards(client, shards, first=first)
+        expired = self._add_new_shards(client, shards, first=first)
         # Spark runs batch 0 of a new query whatever this returns, so batch 0 is always planned
         # (which also pins a `latest` start). After that, nothing new means `start` unchanged, so
         # that Spark plans no batch: each Spark batch is one of ours, with the same number.
         # What changed here (new or finished shards) is found again next time.
         if not first and not self._anything_to_read(client, previous, shards, parse_timestamp(until)):
             return start
+        self._report_expired(start["batch"] + 1, expired)
         readable = readable_shards(shards)
         max_rows = limit.max_rows if isinstance(limit, ReadMaxRows) else 0
         per_shard = math.ceil(max_rows / len(readable)) if max_rows and readable else 0
@@ -401,8 +480,12 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 shards[shard_id]["done"] = True
         return shards
 
-    def _add_new_shards(self, client, shards: dict[str, dict], *, first: bool) -> None:
-        """Shards the stream has now but the offsets do not know (a new query, or resharding)."""
+    def _add_new_shards(self, client, shards: dict[str, dict], *, first: bool) -> dict[str, dict]:
+        """Add shards the stream has now but the offsets do not know (a new query, or resharding).
+
+        Returns the unfinished shards that are gone from the stream (closed, and past retention),
+        now marked done, with their positions.
+        """
         initial: dict = {}
         if first and self.options.starting_position == LATEST:
             initial = {"at_timestamp": datetime.now(UTC).isoformat()}  # pinned, so a replay is exact
@@ -414,11 +497,22 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 continue
             parents = [p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p]
             shards[shard["ShardId"]] = {**(initial if first else {}), "parents": parents}
+        expired = {}
         for shard_id in set(shards) - {shard["ShardId"] for shard in listed}:
             if not shards[shard_id].get("done"):  # a closed shard past retention: nothing left to read
-                log.warning("shard %s of %s is gone from the stream; its unread records expired", shard_id,
-                            self.options.stream)  # fmt: skip
+                expired[shard_id] = dict(shards[shard_id])
                 shards[shard_id]["done"] = True
+        return expired
+
+    def _report_expired(self, batch: int, expired: dict[str, dict]) -> None:
+        """Record expired shards' lost records with the batch, as its tasks record trimmed ones."""
+        store = ShardEndStore(self.options.metadata_path)
+        for shard_id, position in expired.items():
+            trimmed = {"after": position.get("after"), "shard_expired": True}
+            if self.options.fail_on_trimmed:
+                message = describe_trimmed(self.options.stream, shard_id, trimmed)
+                raise TrimmedRecordsError(f"{message} (--fail-on-trimmed)")
+            store.put(batch, shard_id, ShardEnd(None, 0, True, True, 0, trimmed))
 
     def _anything_to_read(
         self, client, previous: dict[str, ShardEnd], shards: dict[str, dict], until: datetime
@@ -457,6 +551,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 max_records=end["max_records"],
                 until=end["until"],
                 metadata_path=self.options.metadata_path,
+                fail_on_trimmed=self.options.fail_on_trimmed,
             )
             for shard_id in readable_shards(end["shards"])
         ]

@@ -28,6 +28,7 @@ class Settings:
     master: str
     dedup_horizon_hours: int
     max_quarantine_ratio: float | None = None
+    fail_on_trimmed: bool = False
 
     @property
     def spark_checkpoint(self) -> str:
@@ -84,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-quarantine-ratio", type=float, default=env("MAX_QUARANTINE_RATIO"),
         help="exit 3, after writing everything, when a run quarantines more than this share of the "
              "records it read (env MAX_QUARANTINE_RATIO; default: no limit)")  # fmt: skip
+    add("--fail-on-trimmed", action="store_true", default=env("FAIL_ON_TRIMMED", "").lower() in ("1", "true", "yes"),
+        help="stop with an error, instead of reporting them, when records were trimmed by the stream's "
+             "retention before they were read (env FAIL_ON_TRIMMED)")  # fmt: skip
     return parser
 
 
@@ -114,7 +118,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     return Settings(
         stream=args.stream,
         bucket=args.bucket,
-        checkpoint=args.checkpoint or os.path.join("checkpoints", args.stream),
+        # Absolute: executors, which write shard ends there too, run in folders of their own.
+        checkpoint=os.path.abspath(args.checkpoint or os.path.join("checkpoints", args.stream)),
         once=args.once,
         trigger_interval=args.trigger_interval,
         idle_timeout=args.idle_timeout,
@@ -124,4 +129,5 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         master=args.master,
         dedup_horizon_hours=args.dedup_horizon_hours,
         max_quarantine_ratio=args.max_quarantine_ratio,
+        fail_on_trimmed=args.fail_on_trimmed,
     )

@@ -20,7 +20,7 @@ import pytest
 
 from tests.contract import contract_violation, parse_published_at
 from tests.emulators import Emulator
-from tests.kinesis_reader import read_stream
+from tests.kinesis_reader import StreamRecord, read_stream
 
 OUTPUT_KEY = re.compile(r"^(enriched|quarantine)/dt=\d{4}-\d{2}-\d{2}/part-[0-9a-f]{8}-\d{8}\.parquet$")
 
@@ -44,11 +44,14 @@ def object_etags(emulator: Emulator, bucket: str) -> dict[str, str]:
     return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}
 
 
-def expected_output(emulator: Emulator, stream: str) -> tuple[dict[str, dict], dict[tuple[str, str], str]]:
-    """From the stream itself: the first article of each id, and the reason for every invalid record."""
+def expected_output(
+    emulator: Emulator, stream: str, records: list[StreamRecord] | None = None
+) -> tuple[dict[str, dict], dict[tuple[str, str], str]]:
+    """From the stream itself (or those of its ``records`` the job could read): the first article
+    of each id, and the reason for every invalid record."""
     articles: dict[str, dict] = {}
     invalid: dict[tuple[str, str], str] = {}
-    for record in read_stream(emulator.client("kinesis"), stream):
+    for record in read_stream(emulator.client("kinesis"), stream) if records is None else records:
         reason = contract_violation(record.data)
         if reason:
             invalid[record.shard_id, record.sequence_number] = reason
@@ -68,8 +71,9 @@ class Tally:
     unexpected: int  # rows that should not be there at all (an unknown id, a valid record quarantined)
 
 
-def tally(emulator: Emulator, stream: str, bucket: str) -> Tally:
-    articles, invalid = expected_output(emulator, stream)
+def tally(emulator: Emulator, stream: str, bucket: str, records: list[StreamRecord] | None = None) -> Tally:
+    records = read_stream(emulator.client("kinesis"), stream) if records is None else records
+    articles, invalid = expected_output(emulator, stream, records)
     written = Counter(row["article_id"] for row in output(emulator, bucket, "enriched").to_pylist())
     quarantined = Counter(
         (r["shard_id"], r["sequence_number"]) for r in output(emulator, bucket, "quarantine").to_pylist()
@@ -77,13 +81,14 @@ def tally(emulator: Emulator, stream: str, bucket: str) -> Tally:
     lost = len(set(articles) - set(written)) + len(set(invalid) - set(quarantined))
     duplicated = sum(n - 1 for n in written.values()) + sum(n - 1 for n in quarantined.values())
     unexpected = len(set(written) - set(articles)) + len(set(quarantined) - set(invalid))
-    records = len(read_stream(emulator.client("kinesis"), stream))
-    return Tally(records, lost, duplicated, unexpected)
+    return Tally(len(records), lost, duplicated, unexpected)
 
 
-def assert_exactly_once(emulator: Emulator, stream: str, bucket: str) -> None:
+def assert_exactly_once(
+    emulator: Emulator, stream: str, bucket: str, records: list[StreamRecord] | None = None
+) -> None:
     """Every valid article once, every invalid record quarantined with its reason, nothing else."""
-    articles, invalid = expected_output(emulator, stream)
+    articles, invalid = expected_output(emulator, stream, records)
     enriched = output(emulator, bucket, "enriched").to_pylist()
     ids = Counter(row["article_id"] for row in enriched)
     assert all(count == 1 for count in ids.values()), "an article was written twice"

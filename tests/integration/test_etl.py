@@ -48,7 +48,9 @@ def verify(emulator, checkpoint) -> subprocess.CompletedProcess:
     return run_script("etl-processor/verify_output.py", ["--checkpoint", str(checkpoint)], emulator, timeout=120)
 
 
-def start_etl(emulator, stream, bucket, checkpoint, *args: str, stdout=subprocess.PIPE) -> subprocess.Popen:
+def start_etl(
+    emulator, stream, bucket, checkpoint, *args: str, stdout=subprocess.PIPE, env: dict | None = None
+) -> subprocess.Popen:
     """The job as a background process group (so a test can SIGKILL all of it, JVM included).
 
     Its log (stderr) goes to ``<checkpoint>.log``; its stdout to a pipe, unless ``stdout`` says.
@@ -57,7 +59,7 @@ def start_etl(emulator, stream, bucket, checkpoint, *args: str, stdout=subproces
             "--checkpoint", str(checkpoint), "--master", "local[2]", *args]  # fmt: skip
     with open(f"{checkpoint}.log", "a") as log:
         return subprocess.Popen(
-            argv, env={**os.environ, **emulator.env()}, stdout=stdout, stderr=log,
+            argv, env={**os.environ, **emulator.env(), **(env or {})}, stdout=stdout, stderr=log,
             text=True, start_new_session=True,
         )  # fmt: skip
 

@@ -17,10 +17,17 @@ import uuid
 import pytest
 
 from tests.emulators import Emulator
-from tests.fault_proxy import FaultProxy, kinesis_throttling, s3_unavailable
+from tests.fault_proxy import (
+    FaultProxy,
+    Hold,
+    TrimmedShard,
+    kinesis_iterator_expired,
+    kinesis_throttling,
+    s3_unavailable,
+)
 from tests.integration.test_etl import etl, populate, start_etl
 from tests.kinesis_reader import read_stream
-from tests.output import assert_exactly_once, output, tally
+from tests.output import assert_exactly_once, object_etags, output, tally
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 # `make test` runs one crash cycle; `make faults` runs ten.
@@ -203,3 +210,87 @@ def test_resharding_while_the_job_runs_loses_and_duplicates_nothing(localstack, 
     assert (outcome.records, outcome.lost, outcome.duplicated, outcome.unexpected) == (1600, 0, 0, 0)
     assert_exactly_once(localstack, stream_name, bucket)
     assert_first_of_each_key_kept(localstack, stream_name, bucket)
+
+
+def test_iterators_that_expire_between_pages_are_renewed_after_the_last_record_read(
+    moto, stream_name, bucket, tmp_path, fault_report
+):
+    """Half the GetRecords calls on a continuation iterator answered ExpiredIteratorException, as after a
+    pause past the iterator's 5 minutes, with 25-record pages: every read resumes, output exact."""
+    populate(moto, stream_name, "--shards", "2", "--count", "600", "--seed", "67", "--bad-ratio", "0.05",
+             "--dup-ratio", "0.05")  # fmt: skip
+    with FaultProxy(moto.endpoint, seed=2) as proxy:
+        proxy.faults, proxy.max_page = [kinesis_iterator_expired(0.5)], 25
+        run = etl(through(proxy, moto), stream_name, bucket, tmp_path / "checkpoint", "--once",
+                  "--max-records-per-batch", "300")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert proxy.injected["GetRecords iterator expired"] >= 3, proxy.injected
+    outcome = tally(moto, stream_name, bucket)
+    fault_report("half the continuation iterators expired, 25-record pages", outcome)
+    assert_exactly_once(moto, stream_name, bucket)
+
+
+@pytest.mark.localstack
+@pytest.mark.slow
+def test_a_job_paused_mid_read_past_the_iterators_five_minutes_resumes_exactly(
+    localstack, stream_name, tmp_path, fault_report
+):
+    """The whole job SIGSTOPped for 305 s between getting a shard iterator and using it:
+    LocalStack's own clock expires the iterator (300 s); after SIGCONT the job gets a new one
+    where it was and reads on. (The proxy only holds that call until the job is stopped.)"""
+    bucket = f"news-{uuid.uuid4().hex[:10]}"
+    localstack.client("s3").create_bucket(Bucket=bucket)
+    populate(localstack, stream_name, "--shards", "2", "--count", "400", "--seed", "68", "--bad-ratio", "0.05")
+    with FaultProxy(localstack.endpoint) as proxy:
+        proxy.hold = Hold("GetShardIterator", nth=3)
+        with open(tmp_path / "stdout.txt", "w") as stdout:
+            job = start_etl(localstack, stream_name, bucket, tmp_path / "checkpoint", "--once", stdout=stdout,
+                            env={"AWS_ENDPOINT_URL_KINESIS": proxy.endpoint})  # fmt: skip
+        assert proxy.hold.reached.wait(timeout=300), "the job never asked for a shard iterator"
+        os.killpg(job.pid, signal.SIGSTOP)
+        proxy.hold.release.set()  # its answer waits in the stopped job's socket
+        assert proxy.hold.answered.wait(timeout=60)
+        time.sleep(305)
+        os.killpg(job.pid, signal.SIGCONT)
+        assert job.wait(timeout=600) == 0, (tmp_path / "checkpoint.log").read_text()[-3000:]
+    assert proxy.answered["ExpiredIteratorException"] >= 1, proxy.answered
+    outcome = tally(localstack, stream_name, bucket)
+    fault_report("whole job paused 305 s mid-read (LocalStack expires the iterator)", outcome)
+    assert_exactly_once(localstack, stream_name, bucket)
+
+
+@pytest.mark.parametrize("refuse", [True, False], ids=["invalid-argument", "oldest-record-instead"])
+def test_records_trimmed_before_they_were_read_fail_the_run_or_are_reported(
+    refuse, moto, stream_name, bucket, tmp_path, fault_report
+):
+    """Retention trims the 50 records after the last one read (the proxy plays retention; AWS
+    answers either InvalidArgumentException or the oldest record left). --fail-on-trimmed stops
+    in one line writing nothing; by default the run reports the gap once and writes the rest."""
+    populate(moto, stream_name, "--shards", "1", "--count", "100", "--seed", "71", "--bad-ratio", "0.05")
+    checkpoint, metrics = tmp_path / "checkpoint", tmp_path / "metrics.json"
+    assert etl(moto, stream_name, bucket, checkpoint, "--once").returncode == 0
+    populate(moto, stream_name, "--count", "200", "--seed", "72", "--bad-ratio", "0.05")
+    records = read_stream(moto.client("kinesis"), stream_name)
+    last_read, first_kept = records[99], records[150]
+    with FaultProxy(moto.endpoint) as proxy:
+        proxy.trimmed = [TrimmedShard(first_kept.shard_id, first_kept.sequence_number, refuse=refuse)]
+        if refuse:
+            before = object_etags(moto, bucket)
+            down = etl(through(proxy, moto), stream_name, bucket, checkpoint, "--once", "--fail-on-trimmed")
+            errors = [line for line in down.stderr.splitlines() if line.startswith("etl: error:")]
+            assert down.returncode == 1 and len(errors) == 1, down.stderr[-3000:]
+            assert f"records after sequence number {last_read.sequence_number} were trimmed" in errors[0]
+            assert errors[0].endswith("(--fail-on-trimmed)")
+            assert object_etags(moto, bucket) == before
+        run = etl(through(proxy, moto), stream_name, bucket, checkpoint, "--once", "--metrics-json", str(metrics))
+    assert run.returncode == 0, run.stderr
+    [line] = [line for line in run.stdout.splitlines() if "TRIMMED:" in line]
+    assert f"records after sequence number {last_read.sequence_number} were trimmed" in line
+    assert f"reading resumed at {first_kept.sequence_number}" in line
+    assert "TRIMMED before read at 1 place(s)" in run.stdout
+    assert json.loads(metrics.read_text())["trimmed_gaps"] == 1
+    readable = records[:100] + records[150:]  # what the job could read: the first run's and those left
+    outcome = tally(moto, stream_name, bucket, readable)
+    how = "InvalidArgumentException" if refuse else "oldest record instead"
+    fault_report(f"50 records trimmed before read ({how}): {'fail, then ' if refuse else ''}report", outcome)
+    assert_exactly_once(moto, stream_name, bucket, readable)

@@ -7,23 +7,31 @@ Kinesis's 1 MiB record limit. They are put into moto as they are; one ``--once``
 0 and its output must equal what the reference contract (tests/contract.py) says of each record.
 Each example is one ETL run (about half a minute), so `make test` runs one hand-built example
 with every kind at its hostile end, and `make faults` adds drawn ones (HOSTILE_EXAMPLES).
+
+Memory stays bounded: the job's whole process tree (driver, JVM, Python workers) peaks at most
+1.5x what a run over as many plain articles peaks at.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.test_etl import etl
+from tests.integration.test_etl import start_etl
 from tests.output import assert_exactly_once, tally
+from tests.process_tree import PeakRss
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
+MEMORY_BOUND = 1.5  # a hostile run's peak RSS, relative to a plain run's
+PLAIN_RECORDS = 100  # at least as many as an example has
 RECORD_LIMIT = 1_000_000  # bytes of data per Kinesis record (1 MiB with the partition key)
 EDGE_TEXT = st.text(
     st.characters(codec="utf-8") | st.sampled_from(["\x00", "\u200b", "\u202e", "\ufeff", "\U0001f600", "\u00e9"]),
@@ -143,6 +151,30 @@ EXPLICIT = [
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "0"))  # drawn ones, besides EXPLICIT
 
 
+def run_once(emulator, records: list[bytes], tmp_path_factory) -> tuple[str, str, int]:
+    """Put ``records`` into a new stream and run the job once over it: (stream, bucket, peak RSS bytes)."""
+    stream, bucket = f"hostile-{uuid.uuid4().hex[:10]}", f"hostile-{uuid.uuid4().hex[:10]}"
+    kinesis = emulator.client("kinesis")
+    kinesis.create_stream(StreamName=stream, ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 1})
+    emulator.client("s3").create_bucket(Bucket=bucket)
+    put_all(kinesis, stream, records)
+    checkpoint = tmp_path_factory.mktemp("hostile") / "checkpoint"
+    job = start_etl(emulator, stream, bucket, checkpoint, "--once", stdout=subprocess.DEVNULL)
+    with PeakRss(job.pid) as peak:
+        job.wait(timeout=600)
+    assert job.returncode == 0, Path(f"{checkpoint}.log").read_text()[-3000:]
+    return stream, bucket, peak.bytes
+
+
+@pytest.fixture(scope="module")
+def plain_peak(moto, tmp_path_factory) -> int:
+    """Peak RSS of the job's process tree over PLAIN_RECORDS ordinary articles."""
+    plain = [json.dumps(_article(article_id=str(uuid.uuid4()), content="a b c " * 300)).encode()
+             for _ in range(PLAIN_RECORDS)]  # fmt: skip
+    return run_once(moto, plain, tmp_path_factory)[2]
+
+
 @settings(
     max_examples=max(EXAMPLES, 1),
     deadline=None,
@@ -153,18 +185,15 @@ EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "0"))  # drawn ones, besides E
 @example(drawn=EXPLICIT)
 @given(drawn=STREAM_OF_RECORDS)
 def test_hostile_records_are_each_enriched_quarantined_or_dropped_as_repeats(
-    moto, tmp_path_factory, fault_report, drawn
+    moto, tmp_path_factory, fault_report, plain_peak, drawn
 ):
-    """One --once run over hostile records exits 0, and the output is exactly what the contract says."""
+    """One --once run over hostile records exits 0 within the memory bound, and the output is
+    exactly what the contract says."""
     records = [data for data in drawn if len(data) <= RECORD_LIMIT]
-    stream, bucket = f"hostile-{uuid.uuid4().hex[:10]}", f"hostile-{uuid.uuid4().hex[:10]}"
-    kinesis = moto.client("kinesis")
-    kinesis.create_stream(StreamName=stream, ShardCount=2)
-    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 1})
-    moto.client("s3").create_bucket(Bucket=bucket)
-    put_all(kinesis, stream, records)
-    run = etl(moto, stream, bucket, tmp_path_factory.mktemp("hostile") / "checkpoint", "--once")
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(records) <= PLAIN_RECORDS
+    stream, bucket, peak = run_once(moto, records, tmp_path_factory)
+    print(f"peak RSS of the job: {peak / 2**20:.0f} MiB; plain articles: {plain_peak / 2**20:.0f} MiB")
+    assert peak <= MEMORY_BOUND * plain_peak, (peak, plain_peak)
     outcome = tally(moto, stream, bucket)
     fault_report("hostile records (a hypothesis example), one run", outcome)
     assert (outcome.records, outcome.lost, outcome.duplicated, outcome.unexpected) == (len(records), 0, 0, 0)

@@ -73,12 +73,13 @@ def test_metrics_lists_windows_oldest_first_with_rounded_averages():
     """metrics(): totals, then hourly and daily rows sorted by UTC start with averages to 2 decimals."""
     run = state()
     run.apply(0, BatchResult(records_read=9, enriched=6, quarantined=1, hourly={NEXT_DAY: [3, 100], H11: [1, 30]}))
-    run.apply(1, BatchResult(records_read=2, enriched=2, quarantined=0, hourly={H10: [2, 300]}))
+    run.apply(1, BatchResult(records_read=2, enriched=2, quarantined=0, hourly={H10: [2, 300]}, trimmed_gaps=1))
     assert run.metrics() == {
         "records_read": 11,
         "enriched": 8,
         "quarantined": 1,
         "duplicates_dropped": 2,
+        "trimmed_gaps": 1,
         "hourly": [
             {"window_start": H10, "records": 2, "avg_word_count": 150.0},
             {"window_start": H11, "records": 1, "avg_word_count": 30.0},

@@ -16,6 +16,8 @@ from kinesis_source import (
     ShardEnd,
     ShardEndStore,
     ShardPartition,
+    ShardReader,
+    TrimmedRecordsError,
     iterator_args,
     read_shard,
     readable_shards,
@@ -32,6 +34,10 @@ class ExpiredIteratorError(Exception):
     """What the stub raises where Kinesis raises ExpiredIteratorException."""
 
 
+class InvalidArgumentError(Exception):
+    """What the stub raises where Kinesis raises InvalidArgumentException."""
+
+
 class StubKinesis:
     """An in-memory Kinesis: the calls the data source makes, served from per-shard record lists.
 
@@ -45,11 +51,15 @@ class StubKinesis:
         self.parents: dict[str, list[str]] = {}
         self.closed: set[str] = set()
         self.expire_on_calls: set[int] = set()  # get_records call numbers (1-based) that raise
+        self.trimmed: set[str] = set()  # sequence numbers removed by retention
+        self.refuse_trimmed = False  # GetShardIterator on a trimmed number: error (True) or the oldest record
         self.get_records_calls = 0
         self.iterator_requests: list[dict] = []
         self._sequence = itertools.count(998)
         self._iterators: dict[str, tuple[str, int]] = {}
-        self.exceptions = SimpleNamespace(ExpiredIteratorException=ExpiredIteratorError)
+        self.exceptions = SimpleNamespace(
+            ExpiredIteratorException=ExpiredIteratorError, InvalidArgumentException=InvalidArgumentError
+        )
 
     def add_shard(self, shard_id: str, parents: tuple[str, ...] = ()) -> None:
         self.records[shard_id] = []
@@ -73,9 +83,21 @@ class StubKinesis:
             added.append(sequence)
         return added
 
+    def trim(self, shard_id: str, count: int) -> list[str]:
+        """Remove the oldest ``count`` records, as retention does."""
+        gone, self.records[shard_id][:count] = self.records[shard_id][:count], []
+        self.trimmed |= {r["SequenceNumber"] for r in gone}
+        return [r["SequenceNumber"] for r in gone]
+
     def _start_index(self, records: list[dict], kind: str, sequence: str | None, timestamp: datetime | None) -> int:
         if kind == "TRIM_HORIZON":
             return 0
+        if sequence in self.trimmed:
+            if self.refuse_trimmed:
+                raise InvalidArgumentError(f"StartingSequenceNumber {sequence} used in GetShardIterator is invalid")
+            return 0
+        if kind == "AT_SEQUENCE_NUMBER":
+            return sum(1 for r in records if int(r["SequenceNumber"]) < int(sequence))
         if kind == "AFTER_SEQUENCE_NUMBER":
             return sum(1 for r in records if int(r["SequenceNumber"]) <= int(sequence))
         if kind == "AT_TIMESTAMP":
@@ -151,7 +173,7 @@ def test_read_shard_starts_at_trim_horizon_and_stops_at_max_records(kinesis, sto
     sequences = kinesis.put(SHARD, 10)
     assert read(kinesis, partition(max_records=4), store) == sequences[:4]
     assert store.get(0, SHARD) == ShardEnd(
-        sequences[3], 4, finished=False, caught_up=False, millis_behind_latest=BEHIND
+        sequences[3], 4, finished=False, caught_up=False, millis_behind_latest=BEHIND, executor="driver"
     )
     assert kinesis.iterator_requests[0]["Type"] == "TRIM_HORIZON"
 
@@ -176,7 +198,9 @@ def test_next_batch_continues_right_after_the_recorded_end(kinesis, store):
     end = store.get(0, SHARD)
     second = read(kinesis, partition(batch=1, position={"after": end.last_sequence_number}), store)
     assert first + second == sequences
-    assert store.get(1, SHARD) == ShardEnd(sequences[-1], 6, finished=False, caught_up=True, millis_behind_latest=0)
+    assert store.get(1, SHARD) == ShardEnd(
+        sequences[-1], 6, finished=False, caught_up=True, millis_behind_latest=0, executor="driver"
+    )
 
 
 @pytest.mark.parametrize(("max_records", "page"), [(0, None), (3, None), (3, 2), (0, 2)])
@@ -218,7 +242,9 @@ def test_closed_shard_read_to_its_end_is_finished(kinesis, store):
     sequences = kinesis.put(SHARD, 3)
     kinesis.closed.add(SHARD)
     assert read(kinesis, partition(), store) == sequences
-    assert store.get(0, SHARD) == ShardEnd(sequences[-1], 3, finished=True, caught_up=False, millis_behind_latest=0)
+    assert store.get(0, SHARD) == ShardEnd(
+        sequences[-1], 3, finished=True, caught_up=False, millis_behind_latest=0, executor="driver"
+    )
 
 
 def test_closed_shard_not_read_to_its_end_is_not_finished(kinesis, store):
@@ -250,6 +276,74 @@ def test_at_timestamp_position_starts_at_the_first_record_arrived_then(kinesis, 
     sequences = kinesis.put(SHARD, 5)
     position = {"at_timestamp": (T0 + timedelta(seconds=2)).isoformat()}
     assert read(kinesis, partition(position=position), store) == sequences[2:]
+
+
+@pytest.mark.parametrize("refuse_trimmed", [False, True], ids=["oldest-record", "invalid-argument"])
+def test_records_trimmed_before_they_were_read_are_reported_once_where_reading_resumes(kinesis, store, refuse_trimmed):
+    """Retention removed the last record read and the next two: the batch reads on from the oldest
+    record left and records the gap; the batch after it reads on without a gap."""
+    kinesis.refuse_trimmed = refuse_trimmed
+    sequences = kinesis.put(SHARD, 6)
+    assert read(kinesis, partition(batch=0, max_records=2), store) == sequences[:2]
+    kinesis.trim(SHARD, 4)
+    assert read(kinesis, partition(batch=1, position={"after": sequences[1]}), store) == sequences[4:]
+    end = store.get(1, SHARD)
+    assert end.records == 2
+    assert end.trimmed == {
+        "after": sequences[1],
+        "resumed_at": sequences[4],
+        "resumed_arrival": (T0 + timedelta(seconds=4)).isoformat(),
+    }
+    more = kinesis.put(SHARD, 2)
+    assert read(kinesis, partition(batch=2, position={"after": sequences[5]}), store) == more
+    assert store.get(2, SHARD).trimmed is None
+
+
+def test_a_gap_before_an_empty_shard_is_reported_by_the_batch_that_reads_past_it(kinesis, store):
+    """Everything after the last read record was trimmed and nothing new arrived: the batch reads
+    nothing and keeps its position; the gap is recorded once records arrive and are read."""
+    kinesis.refuse_trimmed = True
+    sequences = kinesis.put(SHARD, 3)
+    read(kinesis, partition(batch=0, max_records=1), store)
+    kinesis.trim(SHARD, 3)
+    assert read(kinesis, partition(batch=1, position={"after": sequences[0]}), store) == []
+    assert store.get(1, SHARD) == ShardEnd(
+        None, 0, finished=False, caught_up=True, millis_behind_latest=0, executor="driver"
+    )
+    more = kinesis.put(SHARD, 2)
+    assert read(kinesis, partition(batch=2, position={"after": sequences[0]}), store) == more
+    assert store.get(2, SHARD).trimmed["resumed_at"] == more[0]
+
+
+def test_a_closed_shard_trimmed_to_nothing_reports_its_gap_as_it_finishes(kinesis, store):
+    """A closed shard whose unread records all expired finishes with the gap recorded."""
+    sequences = kinesis.put(SHARD, 3)
+    kinesis.closed.add(SHARD)
+    read(kinesis, partition(batch=0, max_records=1), store)
+    kinesis.trim(SHARD, 3)
+    assert read(kinesis, partition(batch=1, position={"after": sequences[0]}), store) == []
+    end = store.get(1, SHARD)
+    assert end.finished and end.trimmed["after"] == sequences[0] and end.trimmed["resumed_at"] is None
+
+
+def test_fail_on_trimmed_stops_the_read_naming_the_shard_and_the_last_record_read(kinesis, store):
+    """failOnTrimmed: the task raises before yielding anything, and nothing is recorded for the batch."""
+    sequences = kinesis.put(SHARD, 4)
+    read(kinesis, partition(batch=0, max_records=1), store)
+    kinesis.trim(SHARD, 2)
+    strict = ShardPartition(STREAM, SHARD, 1, {"after": sequences[0]}, 0, None, "unused", fail_on_trimmed=True)
+    with pytest.raises(TrimmedRecordsError, match=f"{STREAM}/{SHARD}: records after sequence number {sequences[0]}"):
+        read(kinesis, strict, store)
+    assert store.get(1, SHARD) is None
+
+
+def test_probing_after_a_sequence_number_still_sees_the_next_record(kinesis, store):
+    """Reading at the last record read asks for one more than the limit, so a probe of one record
+    (the planner's) still finds the next one."""
+    sequences = kinesis.put(SHARD, 3)
+    reader = ShardReader(kinesis, STREAM, SHARD, {"after": sequences[0]})
+    assert [r["SequenceNumber"] for r in reader.next_records(1)] == [sequences[1]]
+    assert reader.trimmed is None
 
 
 # --- positions, offsets and partitions --------------------------------------------------------
@@ -438,6 +532,21 @@ def test_a_shard_gone_from_the_stream_is_finished_so_its_children_are_read(monke
     second = reader.latestOffset(first, ReadAllAvailable())
     assert second["shards"]["parent"]["done"] is True
     assert {p.shard_id: read(kinesis, p, store) for p in reader.partitions(first, second)} == {"child": added}
+    assert store.get(1, "parent").trimmed == {"after": None, "shard_expired": True}  # reported with batch 1
+
+
+def test_fail_on_trimmed_stops_planning_when_an_unfinished_shard_expired(monkeypatch, tmp_path):
+    """failOnTrimmed: a shard gone from the stream before it was read to its end stops the query."""
+    kinesis = StubKinesis()
+    kinesis.add_shard("parent")
+    kinesis.add_shard("child", parents=("parent",))
+    monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
+    reader = KinesisStreamReader(ReaderOptions(STREAM, str(tmp_path / "meta"), fail_on_trimmed=True))
+    first = reader.latestOffset(reader.initialOffset(), ReadAllAvailable())
+    del kinesis.records["parent"], kinesis.parents["parent"]
+    kinesis.put("child", 1)
+    with pytest.raises(TrimmedRecordsError, match=r"news/parent: records not yet read .* the whole shard has expired"):
+        reader.latestOffset(first, ReadAllAvailable())
 
 
 # --- options and settings ---------------------------------------------------------------------
@@ -489,6 +598,13 @@ def test_valid_flags_give_settings(clean_env):
     )
 
 
+def test_a_relative_checkpoint_is_made_absolute_for_the_executors(clean_env, tmp_path, monkeypatch):
+    """Executors run in their own folders: the checkpoint (where they record shard ends) is absolute."""
+    monkeypatch.chdir(tmp_path)
+    assert parse_settings(VALID_ARGV).checkpoint == str(tmp_path / "checkpoints" / "news")
+    assert parse_settings([*VALID_ARGV, "--checkpoint", "cp"]).shard_ends == str(tmp_path / "cp" / "kinesis-shard-ends")
+
+
 @pytest.mark.parametrize(
     ("argv", "flag"),
     [
@@ -516,3 +632,23 @@ def test_bad_setting_exits_2_with_one_line_naming_the_flag(clean_env, capsys, ar
     assert exited.value.code == 2
     assert len(err.splitlines()) == 1
     assert flag in err
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({}, "driver"),
+        ({"SPARK_LOG_URL_STDERR": "http://10.0.0.7:8081/logPage/?appId=app-1&executorId=3&logType=stderr"}, "3"),
+        ({"SPARK_EXECUTOR_ID": "7"}, "7"),
+    ],
+    ids=["local", "standalone-or-yarn", "kubernetes"],
+)
+def test_shard_ends_name_the_executor_that_read_the_shard(kinesis, store, monkeypatch, environment, expected):
+    """The recorded end says which executor's task read the shard (local mode: the driver)."""
+    for name in ("SPARK_EXECUTOR_ID", "SPARK_LOG_URL_STDERR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    kinesis.put(SHARD, 1)
+    read(kinesis, partition(), store)
+    assert store.get(0, SHARD).executor == expected
