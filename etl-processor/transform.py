@@ -44,15 +44,19 @@ def _json_type(document: Column, field: str) -> Column:
     return F.schema_of_variant(F.try_variant_get(document, f"$.{field}", "variant"))
 
 
-def single_json_value(text: Column) -> Column:
+def wrapped_json(text: Column) -> Column:
+    """The payload parsed as the array ``[payload, 0]`` (see ``single_json_value``)."""
+    return F.try_parse_json(F.concat(F.lit("["), text, F.lit(",0]")))
+
+
+def single_json_value(wrapped: Column) -> Column:
     """The payload's one JSON value as a VARIANT; SQL null if it is not exactly one JSON value.
 
     Spark's JSON parsers stop after the first complete value and ignore what follows, so a record
     holding two articles back to back would pass as its first one. Parsed as the array
-    ``[payload, 0]``, it has exactly the two elements ``[value, 0]`` only if the payload is one
-    JSON value.
+    ``[payload, 0]`` (``wrapped_json``), it has exactly the two elements ``[value, 0]`` only if
+    the payload is one JSON value.
     """
-    wrapped = F.try_parse_json(F.concat(F.lit("["), text, F.lit(",0]")))
     single = (F.try_variant_get(wrapped, "$[1]", "int") == 0) & F.try_variant_get(wrapped, "$[2]", "variant").isNull()
     return F.when(F.coalesce(single, F.lit(False)), F.try_variant_get(wrapped, "$[0]", "variant"))
 
@@ -64,11 +68,9 @@ def parse_published_at(text: Column) -> Column:
     return F.when(F.regexp_like(text, F.lit(ISO_8601)) & in_range, parsed)
 
 
-def validation_error(data: Column) -> tuple[Column, Column, Column]:
-    """The reason a payload is not a valid article (null when it is one), its parsed JSON, and
-    its ``published_at`` as a UTC timestamp (null when absent or not ISO-8601)."""
-    text = data.cast("string")
-    document = single_json_value(text)
+def validation_error(text: Column, document: Column) -> tuple[Column, Column]:
+    """The reason a payload is not a valid article (null when it is one), and its ``published_at``
+    as a UTC timestamp (null when absent or not ISO-8601), given its text and its parsed JSON."""
     error = (
         F.when(~F.is_valid_utf8(text), F.lit("invalid UTF-8"))
         .when(document.isNull(), F.lit("not JSON"))
@@ -81,7 +83,7 @@ def validation_error(data: Column) -> tuple[Column, Column, Column]:
     error = error.when(F.try_variant_get(document, "$.article_id", "string") == "", F.lit("article_id is empty"))
     published = parse_published_at(F.try_variant_get(document, "$.published_at", "string"))
     error = error.when(published.isNull(), F.lit("published_at is not ISO-8601"))
-    return error, document, published
+    return error, published
 
 
 def prepare_records(raw: DataFrame) -> DataFrame:
@@ -92,10 +94,16 @@ def prepare_records(raw: DataFrame) -> DataFrame:
     reason, with ``dt`` = the UTC date it arrived. ``dedup_key`` is the article id, or for an
     invalid record its unique shard and sequence number (invalid records are never duplicates).
     """
-    error, document, published = validation_error(F.col("data"))
+    # One projection per step: Spark does not inline an expensive expression into a projection
+    # that uses it many times (CollapseProject), so each payload is parsed once, not once per use.
+    steps = raw.select("*", F.col("data").cast("string").alias("_text"))
+    steps = steps.select("*", wrapped_json(F.col("_text")).alias("_wrapped"))
+    steps = steps.select("*", single_json_value(F.col("_wrapped")).alias("_document"))
+    document = F.col("_document")
+    error, published = validation_error(F.col("_text"), document)
     fields = [F.try_variant_get(document, f"$.{name}", "string").alias(name) for name in REQUIRED_FIELDS]
     optional = [F.try_variant_get(document, f"$.{name}", "string").alias(name) for name in OPTIONAL_FIELDS]
-    parsed = raw.select("*", error.alias("error"), published.alias("published_ts"), *fields, *optional)
+    parsed = steps.select(*raw.columns, error.alias("error"), published.alias("published_ts"), *fields, *optional)
     valid = F.col("error").isNull()
     return parsed.select(
         F.when(valid, F.lit(ENRICHED)).otherwise(F.lit(QUARANTINED)).alias("kind"),

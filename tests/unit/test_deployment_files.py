@@ -134,3 +134,16 @@ def test_make_help_lists_the_targets_the_readme_names():
     expected = {"install", "up", "down", "logs", "populate", "etl", "test", "bench", "lint", "fmt", "inspect"}
     assert expected | {"clean"} <= listed
     assert named <= listed, named - listed
+
+
+def test_the_cluster_profile_submits_to_two_workers_of_the_etls_own_image(compose):
+    """Profile cluster: master and workers are built like the ETL (same Python, Java, PySpark and
+    modules), the ETL submits to the master, and executors see the driver's checkpoint volume."""
+    services = compose.services
+    for name in ("spark-master", "spark-worker", "cluster-etl"):
+        assert (services[name]["build"], services[name]["profiles"]) == ("./etl-processor", ["cluster"]), name
+    assert services["spark-worker"]["deploy"]["replicas"] == 2
+    assert services["spark-worker"]["command"][-1] == services["cluster-etl"]["environment"]["SPARK_MASTER"]
+    assert services["cluster-etl"]["environment"]["SPARK_MASTER"] == "spark://spark-master:7077"
+    for name in ("spark-worker", "cluster-etl"):
+        assert "cluster-checkpoints:/checkpoints" in services[name]["volumes"], name
