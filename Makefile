@@ -17,6 +17,7 @@ LOCALSTACK_PYTHON ?= $(shell for p in python3.13 python3.12 \
 LOCALSTACK_PINS := 'localstack-core[runtime]==$(LOCALSTACK_VERSION)' 'cbor2<5.8' service_identity \
 	'pyopenssl<24.3' 'cryptography<44'
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 FAULT_CYCLES ?= 10
 HOSTILE_EXAMPLES ?= 3
 # Compose's settings, so that `make inspect` looks where `docker compose up` wrote.
@@ -98,8 +99,8 @@ faults: install localstack ## Fault matrix (crash cycles, throttling, S3 failure
 		$(BIN)/pytest -m faults -q $(PYTEST_ARGS) || status=$$?; \
 		$(BIN)/python bench/faults_table.py bench/results/faults.jsonl && exit $${status:-0}
 
-bench: install ## Benchmark: populate against a bare PutRecords loop on moto
-	$(BIN)/python bench/bench_populate.py
+bench: install localstack ## Benchmarks (about 25 min): ETL vs raw drain vs naive baseline, populate vs bare loop; bench/results/
+	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/python bench/bench_etl.py $(BENCH_ARGS)
 
 lint: install ## Lint and check formatting (ruff)
 	$(BIN)/ruff check .

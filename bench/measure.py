@@ -29,6 +29,7 @@ class Measured:
     wall_s: float
     cpu_s: float | None  # None: no cgroup could be made (not root)
     peak_rss: dict[str, int] = field(default_factory=dict)  # kind -> bytes, and "total"
+    cpu_by_kind: dict[str, float] = field(default_factory=dict)  # sampled from /proc (cpu_s is exact)
     lines: list[tuple[float, str]] = field(default_factory=list)  # (seconds since start, stdout line)
     stderr: str = ""
 
@@ -86,5 +87,5 @@ def run(argv: list[str], env: dict[str, str] | None = None, timeout: float = 360
             measured.wall_s = time.perf_counter() - started
             reader.join()
             measured.cpu_s = group.close()
-    measured.peak_rss = peak.by_kind
+    measured.peak_rss, measured.cpu_by_kind = peak.by_kind, peak.cpu_by_kind
     return measured

@@ -42,6 +42,9 @@ log = logging.getLogger("etl")
 
 HERE = Path(__file__).resolve().parent
 IDLE_POLL_S = 1.0
+# The JIT's quick tier only: C2 spends more CPU compiling Spark's code than it saves in runs of
+# this job's size (bench: a third less CPU per record, half the start-up CPU; BENCHMARKS.md).
+JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
 EXIT_QUARANTINE_GATE = 3
 
 
@@ -128,6 +131,8 @@ def build_session(settings: Settings) -> SparkSession:
         .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
         .config("spark.speculation", "false")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", JVM_OPTIONS)  # local mode: its executor too
+        .config("spark.executor.extraJavaOptions", JVM_OPTIONS)
     )
     for name, value in os.environ.items():  # executors on other hosts need the same settings
         if name.startswith("AWS_") or name == "PYTHONPATH":

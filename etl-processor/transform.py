@@ -1,8 +1,10 @@
 """Validation and enrichment of raw Kinesis records: DataFrame in, DataFrame out.
 
 No I/O, no configuration, no Python UDFs: everything is a Spark built-in, so it runs in the
-JVM. The article contract is in README.md ("Article contract"); the tests hold an independent
-reference of it in ``tests/contract.py``.
+JVM. ``word_count`` is the one exception: the writer counts words (sink.py), because Python's
+``str.split()`` is the contract's definition and beats any JVM regex that matches it. The
+article contract is in README.md ("Article contract"); the tests hold an independent reference
+of it in ``tests/contract.py``.
 
 Strict JSON types need VARIANT: ``from_json`` with a string field silently turns a number or
 an object into its JSON text, so a mistyped field would pass. ``try_parse_json`` keeps each
@@ -16,9 +18,6 @@ from pyspark.sql import functions as F
 
 REQUIRED_FIELDS = ("article_id", "title", "content", "published_at")
 OPTIONAL_FIELDS = ("author", "source", "url", "category", "language")
-# Python's str.split() splits on these (every c with c.isspace()); Java's \s alone is ASCII-only.
-PYTHON_WHITESPACE = r"\s\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-WORD = f"[^{PYTHON_WHITESPACE}]+"
 ENRICHED, QUARANTINED = "enriched", "quarantine"
 # The ISO-8601 forms the contract accepts: a date, or a date and time with "T" or a space,
 # optional seconds and fraction, optional "Z" or +hh:mm offset.
@@ -27,16 +26,11 @@ TIMESTAMP_PATTERNS = ("yyyy-MM-dd'T'HH:mm[:ss][.SSSSSS][XXX]", "yyyy-MM-dd HH:mm
 
 ENRICHED_COLUMNS = (
     "article_id", "title", "content", "author", "source", "url", "category", "language",
-    "published_at", "word_count", "shard_id", "sequence_number", "arrival_time", "processed_at",
+    "published_at", "shard_id", "sequence_number", "arrival_time", "processed_at",
 )  # fmt: skip
 QUARANTINE_COLUMNS = ("raw_data", "error", "shard_id", "sequence_number", "arrival_time", "processed_at")
 # What the writer receives: both outputs' columns, plus where each row goes.
 OUTPUT_COLUMNS = ("kind", "dt", *ENRICHED_COLUMNS, "raw_data", "error")
-
-
-def word_count(content: Column) -> Column:
-    """Words as Python's ``str.split()`` finds them; 0 for empty or whitespace-only text."""
-    return F.coalesce(F.regexp_count(content, F.lit(WORD)), F.lit(0)).cast("int")
 
 
 def _json_type(document: Column, field: str) -> Column:
@@ -89,7 +83,7 @@ def validation_error(text: Column, document: Column) -> tuple[Column, Column]:
 def prepare_records(raw: DataFrame) -> DataFrame:
     """Classify and enrich raw records (the data source's schema) into the writer's columns.
 
-    Valid articles get typed fields, a UTC ``published_at`` timestamp, ``word_count``, and
+    Valid articles get typed fields, a UTC ``published_at`` timestamp, and
     ``dt`` = the UTC date they were published; everything else keeps its raw bytes and the
     reason, with ``dt`` = the UTC date it arrived. ``dedup_key`` is the article id, or for an
     invalid record its unique shard and sequence number (invalid records are never duplicates).
@@ -112,7 +106,6 @@ def prepare_records(raw: DataFrame) -> DataFrame:
         .alias("dedup_key"),
         *[F.when(valid, F.col(name)).alias(name) for name in ("article_id", "title", "content", *OPTIONAL_FIELDS)],
         F.when(valid, F.col("published_ts")).alias("published_at"),
-        F.when(valid, word_count(F.col("content"))).alias("word_count"),
         "shard_id",
         "sequence_number",
         "arrival_time",

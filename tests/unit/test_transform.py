@@ -6,14 +6,12 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from pyspark.sql import Row
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from tests.contract import REQUIRED_FIELDS, contract_violation
-from transform import OUTPUT_COLUMNS, output_rows, prepare_records, word_count
+from transform import OUTPUT_COLUMNS, output_rows, prepare_records
 
 RAW_SCHEMA = "shard_id string, sequence_number string, partition_key string, arrival_time timestamp, data binary"
 ARRIVAL = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
@@ -138,7 +136,6 @@ def test_valid_article_is_enriched_with_its_utc_publication_time(prepared, publi
     assert row.published_us == micros(utc)
     assert row.dedup_key == row.article_id == "7ed63dac-fa44-4f04-99dc-8eb4e371cf85"
     assert (row.title, row.content) == ("Late writer kid black order", "Serve popular site girl prove summer.")
-    assert row.word_count == 6
     assert (row.raw_data, row.error) == (None, None)
 
 
@@ -165,7 +162,7 @@ def test_invalid_record_is_quarantined_with_its_exact_bytes(prepared, payload):
     row = prepared[payload]
     assert row.kind == "quarantine"
     assert bytes(row.raw_data) == payload
-    assert (row.article_id, row.title, row.content, row.published_us, row.word_count) == (None,) * 5
+    assert (row.article_id, row.title, row.content, row.published_us) == (None,) * 4
 
 
 def test_quarantined_records_never_share_a_dedup_key(spark):
@@ -189,56 +186,12 @@ def test_duplicate_json_keys_keep_the_last_value(prepared):
     assert (row.kind, row.article_id, row.dedup_key) == ("enriched", "b", "b")
 
 
-# --- word_count ------------------------------------------------------------------------------
-
-PYTHON_WHITESPACE = [chr(c) for c in range(0x110000) if chr(c).isspace()]
-# Not whitespace to Python, though some look like it (zero-width space, BOM, Mongolian vowel separator).
-NOT_WHITESPACE = ["\u200b", "\ufeff", "\u180e", "\x00", "-", ",", "'", "é", "ß", "中", "😀", "👍🏽"]
-ALPHABET = ["a", "b", "Z", "7", *PYTHON_WHITESPACE, *NOT_WHITESPACE]
-
-
-def word_counts(spark, texts: list[str | None]) -> list[int]:
-    frame = spark.createDataFrame(list(enumerate(texts)), "i int, text string")
-    return [row.n for row in frame.select("i", word_count(F.col("text")).alias("n")).orderBy("i").collect()]
-
-
-WORD_COUNT_CASES = {
-    "": 0,
-    None: 0,
-    " ": 0,
-    "".join(PYTHON_WHITESPACE) * 2: 0,
-    "word": 1,
-    "  two   words \n": 2,
-    "a\u200bb\ufeffc\u180ed": 1,
-    "héllo, 世界 😀!": 3,
-    "one\x1ctwo\u3000three\xa0four": 4,
-}
-
-
-def test_word_count_explicit_cases(spark):
-    """Empty, null and whitespace-only text count 0 words; lookalike characters do not split words."""
-    assert word_counts(spark, list(WORD_COUNT_CASES)) == list(WORD_COUNT_CASES.values())
-
-
-def test_every_python_whitespace_character_separates_words(spark):
-    """Each of the 29 characters str.split() splits on also separates two words for word_count."""
-    texts = [f"one{ws}two{ws}" for ws in PYTHON_WHITESPACE]
-    assert word_counts(spark, texts) == [2] * len(PYTHON_WHITESPACE)
-
-
-@settings(max_examples=12, deadline=None)
-@given(st.lists(st.lists(st.sampled_from(ALPHABET), max_size=40).map("".join), min_size=50, max_size=50))
-def test_word_count_agrees_with_python_str_split(spark, texts):
-    """For text mixing letters, every Unicode whitespace and lookalikes, word_count is len(str.split())."""
-    assert word_counts(spark, texts) == [len(text.split()) for text in texts]
-
-
 # --- output_rows -----------------------------------------------------------------------------
 
 WRITER_COLUMNS = [
     "kind", "dt",
     "article_id", "title", "content", "author", "source", "url", "category", "language",
-    "published_at", "word_count", "shard_id", "sequence_number", "arrival_time", "processed_at",
+    "published_at", "shard_id", "sequence_number", "arrival_time", "processed_at",
     "raw_data", "error",
 ]  # fmt: skip
 
@@ -268,5 +221,4 @@ def test_output_rows_have_the_writer_columns_in_order(spark):
     out = output_rows(prepare_records(raw_frame(spark, [article()])))
     assert out.columns == WRITER_COLUMNS
     assert list(OUTPUT_COLUMNS) == WRITER_COLUMNS
-    assert out.schema["word_count"].dataType.simpleString() == "int"
     assert out.schema["published_at"].dataType.simpleString() == "timestamp"
