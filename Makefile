@@ -99,7 +99,7 @@ faults: install localstack ## Fault matrix (crash cycles, throttling, S3 failure
 		$(BIN)/pytest -m faults -q $(PYTEST_ARGS) || status=$$?; \
 		$(BIN)/python bench/faults_table.py bench/results/faults.jsonl && exit $${status:-0}
 
-bench: install localstack ## Benchmarks (about 25 min): ETL vs raw drain vs naive baseline, populate vs bare loop; bench/results/
+bench: install localstack ## Benchmarks (about 30 min): ETL vs raw drain vs naive baseline, populate vs bare loop; bench/results/
 	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/python bench/bench_etl.py $(BENCH_ARGS)
 
 lint: install ## Lint and check formatting (ruff)

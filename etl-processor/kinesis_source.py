@@ -319,7 +319,9 @@ class ShardReader:
         if self._check_at and records and records[0]["SequenceNumber"] == self._check_at:
             self._check_at = None
             return records[1:]
-        if self._check_at and (records or self.finished or self.millis_behind_latest == 0):
+        # An empty page proves nothing on an open shard (GetRecords may answer empty pages short
+        # of a record); a closed shard read to its end without the record does.
+        if self._check_at and (records or self.finished):
             self.trimmed = {"after": self._check_at, "resumed_at": None, "resumed_arrival": None}
             self._check_at = None
         if records and self.trimmed:

@@ -652,3 +652,23 @@ def test_shard_ends_name_the_executor_that_read_the_shard(kinesis, store, monkey
     kinesis.put(SHARD, 1)
     read(kinesis, partition(), store)
     assert store.get(0, SHARD).executor == expected
+
+
+def test_an_empty_page_on_an_open_shard_is_not_taken_for_a_gap(kinesis, store, monkeypatch):
+    """GetRecords may answer an empty page (even at MillisBehindLatest 0) before the record read
+    at: no gap is recorded, and that record, when it comes, is still dropped."""
+    sequences = kinesis.put(SHARD, 3)
+    read(kinesis, partition(batch=0, max_records=1), store)
+    answer = kinesis.get_records
+    empty_pages = iter([True])
+
+    def get_records(**request):
+        if next(empty_pages, False):
+            return {"Records": [], "NextShardIterator": request["ShardIterator"], "MillisBehindLatest": 0}
+        return answer(**request)
+
+    monkeypatch.setattr(kinesis, "get_records", get_records)
+    reader = ShardReader(kinesis, STREAM, SHARD, {"after": sequences[0]})
+    assert reader.next_records(10) == []
+    assert [r["SequenceNumber"] for r in reader.next_records(10)] == sequences[1:]
+    assert reader.trimmed is None
