@@ -41,7 +41,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "populate-script")]
 
-from bench_populate import bare_loop, populate_run  # noqa: E402
+from bench_populate import bare_loop, new_stream, populate_run  # noqa: E402
 from measure import run as measured_run  # noqa: E402
 from report import plot, to_markdown  # noqa: E402
 
@@ -79,9 +79,7 @@ class Bench:
         key = (emulator, shards, records)
         if key not in self.streams:
             client = self.emulators[emulator].client("kinesis")
-            name = f"bench-{uuid.uuid4().hex[:10]}"
-            client.create_stream(StreamName=name, ShardCount=shards)
-            client.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1})
+            name = new_stream(client, shards)
             articles = list(generate_records(records, seed=records + shards, until=UNTIL, bad_ratio=0.05,
                                              dup_ratio=0.05))  # fmt: skip
             for batch in batches(articles):
@@ -222,18 +220,10 @@ def bench_populate(emulator: Emulator, records: int, repeats: int) -> dict:
     bare, populate = [], []
     articles = list(generate_records(records, seed=1, until=UNTIL, bad_ratio=0.05, dup_ratio=0.05))
     for _ in range(repeats):
-        for_bare = _new_stream(client, 4)
-        bare.append(bare_loop(client, for_bare, articles))
-        populate.append(populate_run(client, _new_stream(client, 4), records, seed=1))
+        bare.append(bare_loop(client, new_stream(client, 4), articles))
+        populate.append(populate_run(client, new_stream(client, 4), records, seed=1))
     return {"records": records, "bare_rate": statistics.median(bare), "populate_rate": statistics.median(populate),
             "ratio": statistics.median(populate) / statistics.median(bare)}  # fmt: skip
-
-
-def _new_stream(client, shards: int) -> str:
-    name = f"bench-{uuid.uuid4().hex[:10]}"
-    client.create_stream(StreamName=name, ShardCount=shards)
-    client.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1})
-    return name
 
 
 def summarise(bench: Bench, small: int, medium: int, big: int, populate: dict) -> dict:

@@ -257,6 +257,10 @@ def _to_arrow(shard_id: str, records: list[dict]) -> pa.RecordBatch:
 class TrimmedRecordsError(RuntimeError):
     """Records were trimmed by the stream's retention before they were read (``failOnTrimmed``)."""
 
+    @classmethod
+    def of(cls, stream: str, shard_id: str, trimmed: dict) -> TrimmedRecordsError:
+        return cls(f"{describe_trimmed(stream, shard_id, trimmed)} (--fail-on-trimmed)")
+
 
 class ShardReader:
     """Reads one shard from a position, following GetRecords' continuation iterators.
@@ -286,9 +290,8 @@ class ShardReader:
             except self._client.exceptions.InvalidArgumentException as error:
                 if "startingsequencenumber" not in str(error).lower().replace(" ", ""):
                     raise
-                self.trimmed = {"after": self._check_at, "resumed_at": None, "resumed_arrival": None}
-                self._check_at = self.last_sequence_number = None
-                self._position = {}
+                self._note_gap()
+                self.last_sequence_number, self._position = None, {}
                 return self._get_iterator(ShardIteratorType="TRIM_HORIZON")  # where the shard's records now start
         position = {"after": self.last_sequence_number} if self.last_sequence_number else self._position
         return self._get_iterator(**iterator_args(position))
@@ -314,6 +317,11 @@ class ShardReader:
             self.last_sequence_number = records[-1]["SequenceNumber"]
         return records
 
+    def _note_gap(self) -> None:
+        """The record read at is gone: those after it were trimmed; where reading resumed comes next."""
+        self.trimmed = {"after": self._check_at, "resumed_at": None, "resumed_arrival": None}
+        self._check_at = None
+
     def _check_first(self, records: list[dict]) -> list[dict]:
         """Drop the already-read record read at; or, where it is gone, note the gap and where reading resumed."""
         if self._check_at and records and records[0]["SequenceNumber"] == self._check_at:
@@ -322,8 +330,7 @@ class ShardReader:
         # An empty page proves nothing on an open shard (GetRecords may answer empty pages short
         # of a record); a closed shard read to its end without the record does.
         if self._check_at and (records or self.finished):
-            self.trimmed = {"after": self._check_at, "resumed_at": None, "resumed_arrival": None}
-            self._check_at = None
+            self._note_gap()
         if records and self.trimmed:
             first = records[0]
             self.trimmed |= {"resumed_at": first["SequenceNumber"],
@@ -360,8 +367,7 @@ def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Itera
         before = reader.last_sequence_number
         records = reader.next_records(int(min(remaining, MAX_RECORDS_PER_CALL)))
         if reader.trimmed and partition.fail_on_trimmed:
-            message = describe_trimmed(partition.stream, partition.shard_id, reader.trimmed)
-            raise TrimmedRecordsError(f"{message} (--fail-on-trimmed)")
+            raise TrimmedRecordsError.of(partition.stream, partition.shard_id, reader.trimmed)
         cut = _first_late(records, until)
         kept = records[:cut]
         if cut < len(records):  # past the batch's cut-off: stop before those
@@ -512,8 +518,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         for shard_id, position in expired.items():
             trimmed = {"after": position.get("after"), "shard_expired": True}
             if self.options.fail_on_trimmed:
-                message = describe_trimmed(self.options.stream, shard_id, trimmed)
-                raise TrimmedRecordsError(f"{message} (--fail-on-trimmed)")
+                raise TrimmedRecordsError.of(self.options.stream, shard_id, trimmed)
             store.put(batch, shard_id, ShardEnd(None, 0, True, True, 0, trimmed))
 
     def _anything_to_read(

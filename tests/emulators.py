@@ -66,14 +66,19 @@ class Emulator:
 
     def stop(self) -> None:
         """Stop the process and everything it started (LocalStack runs a node child)."""
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM a process started by ``launch`` and everything in its session; SIGKILL after 15 s."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def free_port() -> int:
@@ -82,7 +87,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _launch(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen, Path]:
+def launch(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen, Path]:
+    """Start ``command`` in a session of its own (stop_group stops all it starts), logging to ``<name>.log``."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
@@ -92,8 +98,11 @@ def _launch(name: str, command: list[str], env: dict[str, str], log_dir: Path) -
     return process, log_path
 
 
-def _wait_until_ready(process: subprocess.Popen, url: str, log_path: Path, ready) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
+def wait_until_ready(
+    process: subprocess.Popen, url: str, log_path: Path, ready, timeout: float = START_TIMEOUT_S
+) -> None:
+    """Poll ``url`` until ``ready(body)``; fail at once if ``process`` exits."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise EmulatorError(f"{url} exited with {process.returncode}; log: {log_path}")
@@ -104,7 +113,7 @@ def _wait_until_ready(process: subprocess.Popen, url: str, log_path: Path, ready
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.2)
-    raise EmulatorError(f"{url} not ready after {START_TIMEOUT_S} s; log: {log_path}")
+    raise EmulatorError(f"{url} not ready after {timeout} s; log: {log_path}")
 
 
 def start_moto(log_dir: Path, port: int | None = None) -> Emulator:
@@ -112,10 +121,10 @@ def start_moto(log_dir: Path, port: int | None = None) -> Emulator:
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    process, log_path = _launch(f"moto-{port}", command, dict(os.environ), log_dir)
+    process, log_path = launch(f"moto-{port}", command, dict(os.environ), log_dir)
     emulator = Emulator("moto", endpoint, process, log_path)
     try:
-        _wait_until_ready(process, f"{endpoint}/moto-api/data.json", log_path, lambda body: True)
+        wait_until_ready(process, f"{endpoint}/moto-api/data.json", log_path, lambda body: True)
     except EmulatorError:
         emulator.stop()
         raise
@@ -188,10 +197,10 @@ def start_localstack(
     if ready_hooks:
         env.update(_private_filesystem(log_dir / f"localstack-{port}-root", ready_hooks))
     command = [str(localstack_python()), "-m", "localstack.runtime.main"]
-    process, log_path = _launch(f"localstack-{port}", command, env, log_dir)
+    process, log_path = launch(f"localstack-{port}", command, env, log_dir)
     emulator = Emulator("localstack", endpoint, process, log_path)
     try:
-        _wait_until_ready(
+        wait_until_ready(
             process,
             f"{endpoint}/_localstack/health",
             log_path,
