@@ -6,7 +6,7 @@ One entry point for docker compose, spark-submit and the host. Flags and environ
 variables: ``--help`` and README.md. Per micro-batch, in order:
 
 1. the Kinesis data source reads each shard in a Spark task (kinesis_source);
-2. Spark built-ins validate and enrich the records (transform);
+2. in the same task, each record is validated and enriched as it is read (transform);
 3. Spark's state store drops article ids seen within the dedup horizon
    (``dropDuplicatesWithinWatermark`` on arrival time: the state stays bounded);
 4. executors write Parquet to S3 with pyarrow (sink);
@@ -36,7 +36,7 @@ from averages import BatchResult, RunState, averages_table, daily, merge_windows
 from kinesis_source import KinesisDataSource, ShardEnd, ShardEndStore, describe_trimmed, kinesis_client
 from settings import Settings, parse_settings
 from sink import RESULT_SCHEMA, batch_writer
-from transform import output_rows, prepare_records
+from transform import PREPARED_DDL, output_rows
 
 log = logging.getLogger("etl")
 
@@ -126,7 +126,6 @@ def build_session(settings: Settings) -> SparkSession:
         .appName(f"news-etl-{settings.stream}")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.variant.allowDuplicateKeys", "true")  # as Python's json: the last one wins
         # Every Spark batch must be one of the source's batches (they share their number).
         .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
         .config("spark.speculation", "false")
@@ -144,9 +143,14 @@ def build_session(settings: Settings) -> SparkSession:
 
 
 def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
-    """Validated, enriched and deduplicated records, as a streaming DataFrame."""
-    raw = (
+    """Validated, enriched and deduplicated records, as a streaming DataFrame.
+
+    The source's read tasks classify each record as they read it (``transform.classify``).
+    """
+    articles = (
         spark.readStream.format("kinesis")
+        .schema(PREPARED_DDL)
+        .option("decoder", "transform:classify")
         .option("streamName", settings.stream)
         .option("metadataPath", settings.shard_ends)
         .option("startingPosition", settings.starting_position)
@@ -154,11 +158,8 @@ def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
         .option("failOnTrimmed", str(settings.fail_on_trimmed).lower())
         .load()
     )
-    return (
-        prepare_records(raw)
-        .withWatermark("arrival_time", f"{settings.dedup_horizon_hours} hours")
-        .dropDuplicatesWithinWatermark(["dedup_key"])
-    )
+    horizon = f"{settings.dedup_horizon_hours} hours"
+    return articles.withWatermark("arrival_time", horizon).dropDuplicatesWithinWatermark(["dedup_key"])
 
 
 def write_batch(batch: DataFrame, batch_id: int, bucket: str, run_id: str) -> list[dict]:

@@ -24,10 +24,16 @@ How it fits Spark's streaming model:
   where reading resumes (see ``ShardReader``) and recorded with the batch; Kinesis does not say
   how many there were. Option ``failOnTrimmed`` stops the query instead.
 - ``trigger(availableNow=True)`` reads what had arrived when the query started, then stops.
+- **Decoding where records are read.** Option ``decoder`` names a function (``module:function``,
+  importable on the executors) that turns each batch of raw records (``ARROW_SCHEMA``) into the
+  rows the query wants, given with ``.schema(...)``. It runs in the read task, so a payload is
+  parsed in the process that received it and crosses to the JVM once, already decoded, rather
+  than going there raw and back to Python for a ``mapInArrow`` (BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import math
@@ -80,6 +86,7 @@ class ReaderOptions:
     starting_position: str = TRIM_HORIZON
     max_records_per_batch: int = 0  # 0: everything available
     fail_on_trimmed: bool = False  # stop instead of reporting records trimmed before they were read
+    decoder: str = ""  # "module:function" applied to each batch of raw records in the read task
 
     @classmethod
     def parse(cls, options) -> ReaderOptions:
@@ -100,7 +107,16 @@ class ReaderOptions:
         fail_on_trimmed = options.get("failOnTrimmed", "false").lower()
         if fail_on_trimmed not in ("true", "false"):
             raise ValueError("option failOnTrimmed must be true or false")
-        return cls(stream, metadata_path, position, max_records, fail_on_trimmed == "true")
+        decoder = options.get("decoder", "")
+        if decoder and not re.fullmatch(r"[\w.]+:\w+", decoder):
+            raise ValueError(f"option decoder must name a function as module:function, not {decoder!r}")
+        return cls(stream, metadata_path, position, max_records, fail_on_trimmed == "true", decoder)
+
+
+def load_decoder(name: str):
+    """The function a ``decoder`` option names, imported (on the executor that runs it)."""
+    module, function = name.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -236,6 +252,7 @@ class ShardPartition(InputPartition):
     until: str | None  # the batch's cut-off: records that arrived later are left for the next batch
     metadata_path: str
     fail_on_trimmed: bool = False
+    decoder: str = ""
 
 
 # --- Reading one shard (runs on an executor) --------------------------------------------------
@@ -419,6 +436,9 @@ class KinesisDataSource(DataSource):
         return "kinesis"
 
     def schema(self) -> str:
+        """The raw records' schema; with a decoder, the caller gives the decoded one (``.schema``)."""
+        if self.options.get("decoder"):
+            raise ValueError("option decoder needs the schema of the rows it returns: .schema(...)")
         return SCHEMA
 
     def streamReader(self, schema) -> KinesisStreamReader:  # noqa: N802 (Spark's API name)
@@ -559,12 +579,16 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 until=end["until"],
                 metadata_path=self.options.metadata_path,
                 fail_on_trimmed=self.options.fail_on_trimmed,
+                decoder=self.options.decoder,
             )
             for shard_id in readable_shards(end["shards"])
         ]
 
     def read(self, partition: ShardPartition) -> Iterator[pa.RecordBatch]:
-        yield from read_shard(kinesis_client(), partition, ShardEndStore(partition.metadata_path))
+        batches = read_shard(kinesis_client(), partition, ShardEndStore(partition.metadata_path))
+        if partition.decoder:
+            batches = map(load_decoder(partition.decoder), batches)
+        yield from batches
 
     def commit(self, end: dict) -> None:
         if end["batch"] > 0:

@@ -79,15 +79,6 @@ def s3_filesystem() -> pafs.S3FileSystem:
     )
 
 
-def word_counts(content: pa.ChunkedArray) -> pa.Array:
-    """Each article's ``word_count``, as the contract defines it: ``len(content.split())``.
-
-    Counted here, by Python's own ``str.split()``, rather than in Spark: a JVM regex with the same
-    Unicode whitespace took about 300 µs for a 3 KB article, this about 20 µs (BENCHMARKS.md).
-    """
-    return pa.array([len(text.split()) if text else 0 for text in content.to_pylist()], pa.int32())
-
-
 def output_path(bucket: str, kind: str, dt: str, run_id: str, batch_id: int) -> str:
     """Unique per checkpoint (``run_id``), batch and partition; the same on every replay."""
     return f"{bucket}/{kind}/dt={dt}/part-{run_id}-{batch_id:08d}.parquet"
@@ -166,8 +157,6 @@ def batch_writer(bucket: str, run_id: str, batch_id: int):
             for kind, dt in {(k, d) for k, d in zip(table["kind"].to_pylist(), table["dt"].to_pylist(), strict=True)}:
                 mask = pc.and_(pc.equal(table["kind"], kind), pc.equal(table["dt"], dt))
                 rows = table.filter(mask)
-                if kind == "enriched":
-                    rows = rows.append_column("word_count", word_counts(rows["content"]))
                 rows = rows.select(SCHEMAS[kind].names).cast(SCHEMAS[kind])
                 if (kind, dt) not in files:
                     path = output_path(bucket, kind, dt, run_id, batch_id)

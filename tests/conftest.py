@@ -30,6 +30,9 @@ def spark():
     """One local Spark session for every test that needs one (starting one takes about 7 s)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers import the ETL's modules (transform's mapInArrow function), as etl.py arranges.
+    paths = [str(REPO / "etl-processor"), os.environ.get("PYTHONPATH")]
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     from pyspark.sql import SparkSession
 
     session = (
@@ -37,7 +40,6 @@ def spark():
         .appName("tests")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.variant.allowDuplicateKeys", "true")
         .config("spark.ui.enabled", "false")
         .getOrCreate()
     )

@@ -559,13 +559,34 @@ def test_fail_on_trimmed_stops_planning_when_an_unfinished_shard_expired(monkeyp
         ({"streamName": "", "metadataPath": "/meta"}, "streamName"),
         ({"streamName": STREAM}, "metadataPath"),
         ({"streamName": STREAM, "metadataPath": "/meta", "startingPosition": "soon"}, "startingPosition"),
+        ({"streamName": STREAM, "metadataPath": "/meta", "decoder": "transform.classify"}, "decoder"),
     ],
-    ids=["no-stream", "empty-stream", "no-metadata-path", "bad-starting-position"],
+    ids=["no-stream", "empty-stream", "no-metadata-path", "bad-starting-position", "decoder-not-module-function"],
 )
 def test_reader_options_reject_a_bad_option_by_name(options, named):
     """A missing or malformed option fails with a ValueError naming it."""
     with pytest.raises(ValueError, match=named):
         ReaderOptions.parse(options)
+
+
+def test_a_decoder_turns_each_batch_in_the_read_task(kinesis, monkeypatch, tmp_path):
+    """With option decoder, the read task yields the decoder's rows for the records it read."""
+    sequences = kinesis.put(SHARD, 3)  # payloads {"n": ...}: JSON objects, but not articles
+    monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
+    options = {"streamName": STREAM, "metadataPath": str(tmp_path), "decoder": "transform:classify"}
+    reader = KinesisStreamReader(ReaderOptions.parse(options))
+    part = reader.partitions(reader.initialOffset(), reader.latestOffset(reader.initialOffset(), ReadAllAvailable()))
+    rows = [row for batch in reader.read(part[0]) for row in batch.to_pylist()]
+    assert [(r["sequence_number"], r["kind"], r["error"]) for r in rows] == [
+        (sequence, "quarantine", "missing article_id") for sequence in sequences
+    ]
+
+
+def test_a_decoder_needs_the_schema_of_its_rows():
+    """Without .schema(...), the source cannot know what the decoder returns, and says so."""
+    source = kinesis_source.KinesisDataSource({"streamName": STREAM, "decoder": "transform:classify"})
+    with pytest.raises(ValueError, match="decoder"):
+        source.schema()
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,7 @@ def _wrong_types():
 
 VALIDATION_CASES = [
     pytest.param(article(), None, id="valid-minimal"),
+    pytest.param(article(content="  Serve\u3000popular\x1csite \n girl "), None, id="valid-unicode-whitespace"),
     pytest.param(
         article(author="A. Writer", language="en", views=12, tags=["a", "b"], extra={"nested": [1, None]}),
         None,
@@ -97,6 +98,9 @@ VALIDATION_CASES = [
     pytest.param(article() + b"  \n", None, id="whitespace-after-the-object"),
     pytest.param(article()[:-1] + b', "views": NaN}', "not JSON", id="nan-value"),
     pytest.param(DUPLICATE_ID_LAST_VALID, None, id="duplicate-key-last-valid"),
+    pytest.param(article(title="a\ud800b"), "not JSON", id="unpaired-surrogate-escape"),
+    pytest.param(article(title="a\U0001f600b"), None, id="valid-surrogate-pair-escape"),
+    pytest.param(article()[:-1] + b', "deep": ' + b"[" * 5000 + b"]" * 5000 + b"}", "not JSON", id="nested-too-deep"),
     pytest.param(
         b'{"article_id": "a", "title": "t", "content": "c", "published_at": "2026-11-14T12:18:23Z", "title": 7}',
         "title is not a string",
@@ -146,6 +150,20 @@ def test_optional_fields_are_typed_and_null_when_absent(prepared):
     assert (row.source, row.url, row.category) == (None, None, None)
 
 
+def test_an_optional_field_that_is_not_a_string_keeps_its_json_text(spark):
+    """A number or object where an optional string belongs is kept as its JSON, not dropped."""
+    frame = raw_frame(spark, [article(author=42, source={"name": "Wire"}, url=None)])
+    row = prepare_records(frame).collect()[0]
+    assert (row.kind, row.author, row.source, row.url) == ("enriched", "42", '{"name": "Wire"}', None)
+
+
+def test_articles_get_their_word_count_and_quarantined_records_none(prepared):
+    """word_count is the content's len(str.split()); a quarantined record has none."""
+    valid = prepared[article(content="  Serve\u3000popular\x1csite \n girl ")]
+    assert (valid.kind, valid.word_count) == ("enriched", 4)
+    assert prepared[b"hello, world"].word_count is None
+
+
 @pytest.mark.parametrize(
     "payload",
     [
@@ -191,7 +209,7 @@ def test_duplicate_json_keys_keep_the_last_value(prepared):
 WRITER_COLUMNS = [
     "kind", "dt",
     "article_id", "title", "content", "author", "source", "url", "category", "language",
-    "published_at", "shard_id", "sequence_number", "arrival_time", "processed_at",
+    "published_at", "word_count", "shard_id", "sequence_number", "arrival_time", "processed_at",
     "raw_data", "error",
 ]  # fmt: skip
 
