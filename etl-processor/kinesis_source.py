@@ -25,8 +25,9 @@ How it fits Spark's streaming model:
   how many there were. Option ``failOnTrimmed`` stops the query instead.
 - ``trigger(availableNow=True)`` reads what had arrived when the query started, then stops.
 - **Decoding where records are read.** Option ``decoder`` names a function (``module:function``,
-  importable on the executors) that turns each batch of raw records (``ARROW_SCHEMA``) into the
-  rows the query wants, given with ``.schema(...)``. It runs in the read task, so a payload is
+  importable on the driver and the executors) that turns each batch of raw records
+  (``ARROW_SCHEMA``) into the rows the query wants, given with ``.schema(...)``; Spark checks
+  the batches it returns against that schema in the task. It runs in the read task, so a payload is
   parsed in the process that received it and crosses to the JVM once, already decoded, rather
   than going there raw and back to Python for a ``mapInArrow`` (BENCHMARKS.md).
 """
@@ -110,6 +111,11 @@ class ReaderOptions:
         decoder = options.get("decoder", "")
         if decoder and not re.fullmatch(r"[\w.]+:\w+", decoder):
             raise ValueError(f"option decoder must name a function as module:function, not {decoder!r}")
+        if decoder:  # on the driver, so a wrong name stops the query before any task runs
+            try:
+                load_decoder(decoder)
+            except (ImportError, AttributeError) as error:
+                raise ValueError(f"option decoder {decoder!r} cannot be loaded: {error}") from None
         return cls(stream, metadata_path, position, max_records, fail_on_trimmed == "true", decoder)
 
 

@@ -1,7 +1,8 @@
 """Validation and enrichment of raw Kinesis records: DataFrame in, DataFrame out.
 
-Each payload is decoded and parsed once, by Python's ``json``, in a ``mapInArrow`` task next
-to the source's: the verdict, the typed fields and ``word_count`` come out of that one parse as
+Each payload is decoded and parsed once, by Python's ``json``, in the task that read it from
+Kinesis (``classify`` is the source's decoder; ``prepare_records`` applies it to a DataFrame of
+raw records): the verdict, the typed fields and ``word_count`` come out of that one parse as
 Arrow columns. The article contract is in README.md ("Article contract"); the tests hold an
 independent reference of it in ``tests/contract.py``.
 
@@ -30,6 +31,11 @@ ENRICHED, QUARANTINED = "enriched", "quarantine"
 ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?", re.ASCII)
 # An escaped UTF-16 surrogate; only a payload holding one needs the unpaired-surrogate check.
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+# The contract's nesting limit: arrays and objects nested deeper are "not JSON". Checked before
+# parsing, so the verdict does not depend on how much stack the parser has left.
+MAX_DEPTH = 512
+JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+BRACKET = re.compile(r"[\[\]{}]")
 
 ENRICHED_COLUMNS = (
     "article_id", "title", "content", "author", "source", "url", "category", "language",
@@ -70,6 +76,15 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
+def nesting_depth(text: str) -> int:
+    """How deeply arrays and objects nest in JSON text; brackets inside strings do not count."""
+    depth = deepest = 0
+    for bracket in BRACKET.findall(JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def parse_published_at(text: str) -> datetime:
     """The UTC instant of one of the contract's ISO-8601 forms (no offset = UTC)."""
     if not ISO_8601.fullmatch(text):
@@ -87,6 +102,8 @@ def parse_article(data: bytes) -> dict:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidArticleError("invalid UTF-8") from None
+    if text.count("[") + text.count("{") > MAX_DEPTH and nesting_depth(text) > MAX_DEPTH:
+        raise InvalidArticleError("not JSON")
     try:
         article = json.loads(text, parse_constant=_reject_constant)  # NaN and Infinity are not JSON
         if SURROGATE_ESCAPE.search(text):  # an unpaired one is not text
@@ -108,7 +125,7 @@ def parse_article(data: bytes) -> dict:
 
 
 def _text(value) -> str | None:
-    """An optional field as text: strings as they are, other JSON values as their JSON."""
+    """An optional field as text: strings as they are, other values as Python's ``json`` writes them."""
     return value if value is None or isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 

@@ -23,6 +23,7 @@ ARTICLE_FIELDS = (
     "published_at",
 )
 REQUIRED_FIELDS = ("article_id", "title", "content", "published_at")
+MAX_DEPTH = 512  # arrays and objects nested deeper are not JSON for the contract
 
 
 # A date, or date and time ("T" or space), optional seconds and fraction, optional Z or +hh:mm.
@@ -44,6 +45,28 @@ def parse_published_at(text: str) -> datetime:
         raise ValueError(f"out of range in UTC: {text!r}") from None
 
 
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects, walking the text one character at a time."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
@@ -54,6 +77,8 @@ def contract_violation(data: bytes) -> str | None:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return "invalid UTF-8"
+    if nesting_depth(text) > MAX_DEPTH:
+        return "not JSON"
     try:
         article = json.loads(text, parse_constant=_reject_constant)  # NaN and Infinity are not JSON
         json.dumps(article, ensure_ascii=False).encode()  # an escaped lone surrogate is not text

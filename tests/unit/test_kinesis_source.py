@@ -560,8 +560,18 @@ def test_fail_on_trimmed_stops_planning_when_an_unfinished_shard_expired(monkeyp
         ({"streamName": STREAM}, "metadataPath"),
         ({"streamName": STREAM, "metadataPath": "/meta", "startingPosition": "soon"}, "startingPosition"),
         ({"streamName": STREAM, "metadataPath": "/meta", "decoder": "transform.classify"}, "decoder"),
+        ({"streamName": STREAM, "metadataPath": "/meta", "decoder": "transform:no_such_function"}, "decoder"),
+        ({"streamName": STREAM, "metadataPath": "/meta", "decoder": "no_such_module:classify"}, "decoder"),
     ],
-    ids=["no-stream", "empty-stream", "no-metadata-path", "bad-starting-position", "decoder-not-module-function"],
+    ids=[
+        "no-stream",
+        "empty-stream",
+        "no-metadata-path",
+        "bad-starting-position",
+        "decoder-not-module-function",
+        "decoder-function-missing",
+        "decoder-module-missing",
+    ],
 )
 def test_reader_options_reject_a_bad_option_by_name(options, named):
     """A missing or malformed option fails with a ValueError naming it."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
+import pyarrow as pa
 import pytest
 from pyspark.sql import Row
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from tests.contract import REQUIRED_FIELDS, contract_violation
-from transform import OUTPUT_COLUMNS, output_rows, prepare_records
+from transform import OUTPUT_COLUMNS, PREPARED_SCHEMA, classify, output_rows, prepare_records
 
 RAW_SCHEMA = "shard_id string, sequence_number string, partition_key string, arrival_time timestamp, data binary"
 ARRIVAL = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
@@ -39,6 +40,11 @@ def micros(moment: datetime) -> int:
 def raw_frame(spark, payloads: list[bytes], shard_id: str = "shardId-000000000000"):
     rows = [(shard_id, str(1000 + i), f"key-{i}", ARRIVAL, payload) for i, payload in enumerate(payloads)]
     return spark.createDataFrame(rows, RAW_SCHEMA)
+
+
+def nested(depth: int) -> bytes:
+    """A valid article with an extra field nested ``depth`` levels inside the article object."""
+    return article()[:-1] + b', "deep": ' + b"[" * depth + b"]" * depth + b"}"
 
 
 DUPLICATE_ID_LAST_VALID = (
@@ -100,7 +106,15 @@ VALIDATION_CASES = [
     pytest.param(DUPLICATE_ID_LAST_VALID, None, id="duplicate-key-last-valid"),
     pytest.param(article(title="a\ud800b"), "not JSON", id="unpaired-surrogate-escape"),
     pytest.param(article(title="a\U0001f600b"), None, id="valid-surrogate-pair-escape"),
-    pytest.param(article()[:-1] + b', "deep": ' + b"[" * 5000 + b"]" * 5000 + b"}", "not JSON", id="nested-too-deep"),
+    pytest.param(
+        article(title="a\udc00b").replace(b"\\udc00", b"\\uDC00"), "not JSON", id="unpaired-low-surrogate-upper"
+    ),
+    pytest.param(article(extra="\ud83d"), "not JSON", id="unpaired-surrogate-in-an-extra-field"),
+    pytest.param(article(**{"k\udfff": 1}), "not JSON", id="unpaired-surrogate-in-a-key"),
+    pytest.param(nested(511), None, id="nested-512-levels"),
+    pytest.param(nested(512), "not JSON", id="nested-513-levels"),
+    pytest.param(nested(5000), "not JSON", id="nested-far-too-deep"),
+    pytest.param(article(extra="[" * 600), None, id="brackets-inside-a-string-do-not-nest"),
     pytest.param(
         b'{"article_id": "a", "title": "t", "content": "c", "published_at": "2026-11-14T12:18:23Z", "title": 7}',
         "title is not a string",
@@ -121,8 +135,24 @@ def prepared(spark) -> dict[bytes, Row]:
 
 @pytest.mark.parametrize(("payload", "expected"), VALIDATION_CASES)
 def test_validation_reason_matches_the_reference_contract(prepared, payload, expected):
-    """Spark's verdict on a payload is the expected reason, and the reference validator gives the same one."""
+    """The verdict through Spark is the expected reason, and the reference validator gives the same one."""
     assert (prepared[payload].error, contract_violation(payload)) == (expected, expected)
+
+
+def test_the_read_tasks_decoder_gives_the_same_verdicts():
+    """classify, as the source's read task calls it (no Spark), gives each matrix payload its reason."""
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "shard_id": ["shardId-000000000000"] * len(PAYLOADS),
+            "sequence_number": [str(1000 + i) for i in range(len(PAYLOADS))],
+            "arrival_time": pa.array([ARRIVAL] * len(PAYLOADS), pa.timestamp("us", tz="UTC")),
+            "data": pa.array(PAYLOADS, pa.binary()),
+        }
+    )
+    rows = classify(batch)
+    assert rows.schema == PREPARED_SCHEMA
+    assert rows.column("error").to_pylist() == [case.values[1] for case in VALIDATION_CASES]
+    assert rows.column("sequence_number").to_pylist() == batch.column("sequence_number").to_pylist()
 
 
 @pytest.mark.parametrize(
@@ -240,3 +270,4 @@ def test_output_rows_have_the_writer_columns_in_order(spark):
     assert out.columns == WRITER_COLUMNS
     assert list(OUTPUT_COLUMNS) == WRITER_COLUMNS
     assert out.schema["published_at"].dataType.simpleString() == "timestamp"
+    assert out.schema["word_count"].dataType.simpleString() == "int"
