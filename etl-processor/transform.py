@@ -1,4 +1,4 @@
-"""Validation and enrichment of raw Kinesis records: DataFrame in, DataFrame out.
+"""Validation and enrichment of raw Kinesis records, one Arrow batch at a time.
 
 Each payload is decoded and parsed once, by Python's ``json``, in the task that read it from
 Kinesis (``classify`` is the source's decoder; ``prepare_records`` applies it to a DataFrame of
@@ -9,7 +9,7 @@ independent reference of it in ``tests/contract.py``.
 Why not Spark built-ins: the strict contract needs VARIANT (``from_json`` silently turns a
 number into its text), and parsing 3 KB payloads as VARIANT, then validating them with a dozen
 expressions, cost the JVM about 3 CPU-s per 10k records, four times what reading them from
-Kinesis costs. This costs about a fifth of that (BENCHMARKS.md, "Where the CPU goes").
+Kinesis costs. This costs about a fifth of that (BENCHMARKS.md, "What the profile showed").
 """
 
 from __future__ import annotations
