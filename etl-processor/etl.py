@@ -36,7 +36,7 @@ from averages import BatchResult, RunState, averages_table, daily, merge_windows
 from kinesis_source import KinesisDataSource, ShardEnd, ShardEndStore, describe_trimmed, kinesis_client
 from settings import Settings, parse_settings
 from sink import RESULT_SCHEMA, batch_writer
-from transform import PREPARED_DDL, output_rows
+from transform import PREPARED_SPARK_SCHEMA, output_rows
 
 log = logging.getLogger("etl")
 
@@ -149,7 +149,7 @@ def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     """
     articles = (
         spark.readStream.format("kinesis")
-        .schema(PREPARED_DDL)
+        .schema(PREPARED_SPARK_SCHEMA)
         .option("decoder", "transform:classify")
         .option("streamName", settings.stream)
         .option("metadataPath", settings.shard_ends)

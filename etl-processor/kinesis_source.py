@@ -109,9 +109,9 @@ class ReaderOptions:
         if fail_on_trimmed not in ("true", "false"):
             raise ValueError("option failOnTrimmed must be true or false")
         decoder = options.get("decoder", "")
-        if decoder and not re.fullmatch(r"[\w.]+:\w+", decoder):
-            raise ValueError(f"option decoder must name a function as module:function, not {decoder!r}")
-        if decoder:  # on the driver, so a wrong name stops the query before any task runs
+        if decoder:  # checked on the driver, so a wrong name stops the query before any task runs
+            if not re.fullmatch(r"[\w.]+:\w+", decoder):
+                raise ValueError(f"option decoder must name a function as module:function, not {decoder!r}")
             try:
                 load_decoder(decoder)
             except (ImportError, AttributeError) as error:

@@ -156,8 +156,7 @@ def batch_writer(bucket: str, run_id: str, batch_id: int):
             table = pa.Table.from_batches([batch])
             for kind, dt in {(k, d) for k, d in zip(table["kind"].to_pylist(), table["dt"].to_pylist(), strict=True)}:
                 mask = pc.and_(pc.equal(table["kind"], kind), pc.equal(table["dt"], dt))
-                rows = table.filter(mask)
-                rows = rows.select(SCHEMAS[kind].names).cast(SCHEMAS[kind])
+                rows = table.filter(mask).select(SCHEMAS[kind].names).cast(SCHEMAS[kind])
                 if (kind, dt) not in files:
                     path = output_path(bucket, kind, dt, run_id, batch_id)
                     files[kind, dt] = _File(filesystem, path, SCHEMAS[kind], count_hours=kind == "enriched")

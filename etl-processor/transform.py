@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
 
 REQUIRED_FIELDS = ("article_id", "title", "content", "published_at")
 OPTIONAL_FIELDS = ("author", "source", "url", "category", "language")
@@ -60,12 +61,7 @@ PREPARED_SCHEMA = pa.schema(
         ("error", pa.string()),
     ]
 )
-PREPARED_DDL = (
-    "kind string, dedup_key string, "
-    + ", ".join(f"{name} string" for name in ARTICLE_FIELDS)
-    + ", published_at timestamp, word_count int, shard_id string, sequence_number string, arrival_time timestamp, "
-    "raw_data binary, error string"
-)
+PREPARED_SPARK_SCHEMA = from_arrow_schema(PREPARED_SCHEMA)  # the same columns, as Spark declares them
 
 
 class InvalidArticleError(ValueError):
@@ -173,7 +169,8 @@ def prepare_records(raw: DataFrame) -> DataFrame:
     bytes and the reason. ``dedup_key`` is the article id, or for an invalid record its unique
     shard and sequence number (invalid records are never duplicates).
     """
-    return raw.select("shard_id", "sequence_number", "arrival_time", "data").mapInArrow(classify_batches, PREPARED_DDL)
+    raw = raw.select("shard_id", "sequence_number", "arrival_time", "data")
+    return raw.mapInArrow(classify_batches, PREPARED_SPARK_SCHEMA)
 
 
 def output_rows(records: DataFrame) -> DataFrame:
