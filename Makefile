@@ -16,6 +16,8 @@ LOCALSTACK_PYTHON ?= $(shell for p in python3.13 python3.12 \
 # Pins without which LocalStack 4.14.0's runtime fails at start (see README, "Testing").
 LOCALSTACK_PINS := 'localstack-core[runtime]==$(LOCALSTACK_VERSION)' 'cbor2<5.8' service_identity \
 	'pyopenssl<24.3' 'cryptography<44'
+# `make test-compose` keeps what it downloads here: Debian trees, Docker Compose (see tests/containers).
+CONTAINERS_CACHE ?= $(HOME)/.cache/news-etl/containers
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 FAULT_CYCLES ?= 10
@@ -34,7 +36,7 @@ STREAM_NAME ?= news
 CHECKPOINT_DIR ?= checkpoints/$(STREAM_NAME)
 QUIET_PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1
 
-.PHONY: help check install localstack up down logs inspect verify faults test test-unit bench lint fmt populate etl clean
+.PHONY: help check install localstack up down logs inspect verify faults test test-unit test-compose bench lint fmt populate etl clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -72,10 +74,10 @@ up: ## docker compose up: LocalStack, populate and the ETL (EMULATOR=moto for mo
 
 # LocalStack Community and moto keep no state once stopped, so the checkpoints go with them.
 down: ## Stop the containers and delete their volumes (docker compose down -v): the next up starts over
-	$(COMPOSE) --profile moto down --volumes
+	$(COMPOSE) --profile moto --profile cluster down --volumes
 
 logs: ## Follow the services' logs
-	$(COMPOSE) --profile moto logs --follow
+	$(COMPOSE) --profile moto --profile cluster logs --follow
 
 inspect: install ## List the bucket's objects, count rows, show quarantine reasons, a few rows (EMULATOR=moto too)
 	AWS_ENDPOINT_URL=$(ENDPOINT) AWS_REGION=$${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} \
@@ -87,10 +89,14 @@ verify: install ## Recount the host ETL's S3 output against its checkpoint's met
 		$(BIN)/python etl-processor/verify_output.py --checkpoint $(CHECKPOINT_DIR)
 
 test: install localstack ## Run all tests; they start their own moto and LocalStack on 127.0.0.1
-	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/pytest -m "not slow and not containers" $(PYTEST_ARGS)
 
 test-unit: install ## Run only the fast tests (no emulators)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-compose: install localstack ## docker compose up in real containers: podman, stand-in base images (root; 5-10 min)
+	CACHE=$(CONTAINERS_CACHE) LOCALSTACK_VENV=$(LOCALSTACK_VENV) tests/containers/prepare.sh
+	CACHE=$(CONTAINERS_CACHE) $(BIN)/pytest -m containers tests/containers $(PYTEST_ARGS)
 
 faults: install localstack ## Fault matrix (crash cycles, throttling, S3 failures): prints a results table
 	mkdir -p bench/results && rm -f bench/results/faults.jsonl

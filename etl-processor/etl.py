@@ -240,7 +240,9 @@ def run(spark: SparkSession, settings: Settings, state: RunState) -> None:
     log.info("query started on stream %s, checkpoint %s", settings.stream, settings.checkpoint)
     while query.isActive:
         query.awaitTermination(IDLE_POLL_S)
-        if query.status["isDataAvailable"]:  # a batch with new records is planned or running
+        # Not idle before the first trigger has finished (the source may still be planning its first
+        # poll, slow on a cluster starting up), nor while a batch with new records is planned or running.
+        if query.lastProgress is None or query.status["isDataAvailable"]:
             handler.rows_seen_at = time.monotonic()
         idle = time.monotonic() - handler.rows_seen_at
         if settings.idle_timeout and not settings.once and idle > settings.idle_timeout:

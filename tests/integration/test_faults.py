@@ -212,6 +212,25 @@ def test_resharding_while_the_job_runs_loses_and_duplicates_nothing(localstack, 
     assert_first_of_each_key_kept(localstack, stream_name, bucket)
 
 
+def test_a_first_poll_slower_than_the_idle_timeout_is_not_idleness(moto, stream_name, bucket, tmp_path):
+    """The source's first ListShards held for three idle timeouts (a driver slow to plan, as on a
+    busy cluster starting up): the job waits for that poll, reads every record, then stops idle."""
+    populate(moto, stream_name, "--shards", "2", "--count", "200", "--seed", "69", "--bad-ratio", "0.05")
+    with FaultProxy(moto.endpoint) as proxy:
+        proxy.hold = Hold("ListShards", nth=1)
+        with open(tmp_path / "stdout.txt", "w") as stdout:
+            job = start_etl(moto, stream_name, bucket, tmp_path / "checkpoint", "--trigger-interval", "1",
+                            "--idle-timeout", "5", stdout=stdout,
+                            env={"AWS_ENDPOINT_URL_KINESIS": proxy.endpoint})  # fmt: skip
+        assert proxy.hold.reached.wait(timeout=300), "the job never listed the shards"
+        time.sleep(15)
+        stopped_early = job.poll() is not None
+        proxy.hold.release.set()
+        assert job.wait(timeout=300) == 0, (tmp_path / "checkpoint.log").read_text()[-3000:]
+    assert not stopped_early, "the job stopped while its first poll was under way"
+    assert_exactly_once(moto, stream_name, bucket)
+
+
 def test_iterators_that_expire_between_pages_are_renewed_after_the_last_record_read(
     moto, stream_name, bucket, tmp_path, fault_report
 ):

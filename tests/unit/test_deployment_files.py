@@ -58,6 +58,16 @@ def test_dependencies_wait_on_health_or_completion(compose):
     assert compose.default_services() == ["localstack", "populate", "etl"]
 
 
+def test_healthcheck_arguments_have_no_spaces_for_podman(compose):
+    """podman's Docker-compatible API splits CMD healthcheck arguments at spaces (podman#26519),
+    so a check with spaces in an argument is one CMD-SHELL string. (make test-compose runs them.)"""
+    for name, service in compose.services.items():
+        kind, *args = service.get("healthcheck", {}).get("test", ["NONE"])
+        assert kind in ("CMD", "CMD-SHELL", "NONE"), name
+        if kind == "CMD":
+            assert not any(" " in arg for arg in args), name
+
+
 def test_the_localstack_healthcheck_asks_whether_the_ready_hooks_completed(compose):
     """Healthy means the ready.d hooks ran (not merely that the server answers)."""
     check = " ".join(compose.services["localstack"]["healthcheck"]["test"])
@@ -123,6 +133,17 @@ def test_ready_hooks_are_numbered_executable_strict_and_pass_shellcheck():
         assert "\nset -euo pipefail\n" in hook.read_text(), hook
     result = subprocess.run([BIN / "shellcheck", *HOOKS], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_the_container_test_files_pass_shellcheck_and_hadolint():
+    """make test-compose's set-up script, CI's entry point and the stand-ins' Containerfiles."""
+    scripts = [REPO / "tests/containers/prepare.sh", REPO / ".ci/run"]
+    result = subprocess.run([BIN / "shellcheck", *scripts], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+    for containerfile in sorted((REPO / "tests/containers").glob("*.Containerfile")):
+        result = subprocess.run([BIN / "hadolint", "--failure-threshold", "info", containerfile],
+                                capture_output=True, text=True)  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_make_help_lists_the_targets_the_readme_names():
