@@ -20,6 +20,15 @@ if ((EUID != 0)); then
   exit 1
 fi
 mkdir -p "$CACHE"
+# The stand-ins carry the official images' names, so they live in a podman storage of their own
+# under CACHE: no other use of podman on this machine can take them for the real images.
+cat >"$CACHE/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$CACHE/storage"
+runroot = "/run/news-etl-containers"
+EOF
+export CONTAINERS_STORAGE_CONF=$CACHE/storage.conf
 
 # 1. podman and what it needs here.
 missing=()
@@ -38,7 +47,7 @@ fi
 compose=$CACHE/docker-compose
 if [[ ! -x $compose ]]; then
   apt_dir=$CACHE/apt-trixie
-  mkdir -p "$apt_dir/lists/partial"
+  rm -rf "$apt_dir" && mkdir -p "$apt_dir/lists/partial"  # nothing from an interrupted run
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
     >"$apt_dir/sources.list"
   apt=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
@@ -83,7 +92,9 @@ done
 unknown() { echo "$here/$1 stands in for $2, not $3" >&2; exit 1; }
 [[ $python_image == python:3.11.*-slim-bookworm ]] || unknown python.Containerfile python:3.11.*-slim-bookworm "$python_image"
 [[ $localstack_image == localstack/localstack:4.14.0 ]] || unknown localstack.Containerfile 4.14.0 "$localstack_image"
+[[ $moto_image =~ ^motoserver/moto:[0-9]+\.[0-9]+\.[0-9]+$ ]] || unknown moto.Containerfile "motoserver/moto:X.Y.Z" "$moto_image"
 [[ $awscli_image == amazon/aws-cli:2.* ]] || unknown aws-cli.Containerfile "amazon/aws-cli:2.*" "$awscli_image"
+[[ -n $awscli_version ]] || { echo "requirements-dev.txt: no awscli==VERSION pin for the aws-cli stand-in" >&2; exit 1; }
 
 context=$CACHE/context
 rm -rf "$context" && mkdir -p "$context"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.containers.engine import Engine
-from tests.emulators import Emulator, free_port
+from tests.emulators import Emulator, free_port, stop_group
 from tests.output import assert_exactly_once, object_etags, output
 
 pytestmark = pytest.mark.containers
@@ -80,9 +81,14 @@ class Stack:
         """`make down`: containers, network and checkpoint volumes go."""
         down = self.compose(*PROFILES, "down", "--volumes")
         if self.up:
-            self.up.wait(timeout=60)
+            try:
+                self.up.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                stop_group(self.up)
         assert down.returncode == 0, down.stderr
         assert self.engine.containers(PROJECT, self.env) == {}
+        project = f"label=com.docker.compose.project={PROJECT}"
+        assert self.engine.podman("volume", "ls", "--quiet", "--filter", project).stdout.split() == []
 
 
 @pytest.fixture
