@@ -23,6 +23,7 @@ import pytest
 
 from tests.containers.engine import Engine
 from tests.emulators import Emulator, free_port, stop_group
+from tests.integration.test_compose import TOTALS  # the ETL's totals line, as the host harness reads it
 from tests.output import assert_exactly_once, object_etags, output
 
 pytestmark = pytest.mark.containers
@@ -40,7 +41,6 @@ KNOBS = {
 STREAM, BUCKET = "news", "news-data"  # the file's defaults
 RUN_TIMEOUT_S = 900  # builds from a cold layer cache included
 POPULATED = re.compile(r"^populate: accepted 1500/1500 records into news \((\d+) valid, (\d+) invalid", re.MULTILINE)
-TOTALS = re.compile(r"^totals on this checkpoint: read (\d+), enriched (\d+), quarantined (\d+)", re.MULTILINE)
 SHARD_EXECUTOR = re.compile(r"(shardId-\d+) \d+ ms \(executor ([^)]+)\)")
 
 
