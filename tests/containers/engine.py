@@ -17,6 +17,7 @@ import socket
 import subprocess
 import threading
 import time
+import tomllib
 from pathlib import Path
 
 from tests.emulators import launch, stop_group
@@ -45,6 +46,9 @@ class Engine:
             "DOCKER_HOST": f"unix://{self.socket}",
             "DOCKER_BUILDKIT": "0",
         }
+        # The events log never rotates (see containers.conf): it starts empty for each session.
+        events_log = tomllib.loads(CONTAINERS_CONF.read_text())["engine"]["events_logfile_path"]
+        Path(events_log).unlink(missing_ok=True)
         command = ["podman", "system", "service", "--time=0", f"unix://{self.socket}"]
         self.service, self.log_path = launch("podman-service", command, self.env, root)
         try:

@@ -68,13 +68,16 @@ class Stack:
         """The containers once ``services`` have exited; fails if ``up`` ends or time runs out."""
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while True:
+            up_ended = self.up.poll() is not None  # read before the containers: up ends when they do
             containers = self.engine.containers(PROJECT, self.env)
             if all(containers.get(f"{PROJECT}-{name}-1", {}).get("State") == "exited" for name in services):
                 return containers
-            if self.up.poll() is not None:
-                pytest.fail(f"docker compose up exited with {self.up.returncode}:\n{self.log.read_text()[-5000:]}")
+            states = {name: row.get("State") for name, row in containers.items()}
+            if up_ended:
+                tail = self.log.read_text()[-5000:]
+                pytest.fail(f"docker compose up exited with {self.up.returncode}, {states}:\n{tail}")
             if time.monotonic() > deadline:
-                pytest.fail(f"{services} still running after {RUN_TIMEOUT_S} s:\n{self.log.read_text()[-5000:]}")
+                pytest.fail(f"{services} not exited after {RUN_TIMEOUT_S} s, {states}:\n{self.log.read_text()[-5000:]}")
             time.sleep(2)
 
     def stop(self) -> None:
@@ -122,6 +125,10 @@ def check_pipeline(stack: Stack, containers: dict, emulator: str, populate: str,
     assert "hourly average word_count (all windows):" in etl_log
     assert "daily average word_count (all windows):" in etl_log
     assert TOTALS.search(etl_log).groups() == ("1500", str(valid), str(invalid))
+
+    # Each container exited once: Compose saw no replayed events (see containers.conf).
+    exits = re.findall(r"^(\S+) exited with code", stack.log.read_text(), re.MULTILINE)
+    assert len(exits) == len(set(exits)), exits
 
     assert output(stack.emulator(emulator), BUCKET, "enriched").num_rows == valid
     assert_exactly_once(stack.emulator(emulator), STREAM, BUCKET)
