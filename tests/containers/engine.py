@@ -47,8 +47,9 @@ class Engine:
             "DOCKER_BUILDKIT": "0",
         }
         # The events log never rotates (see containers.conf): it starts empty for each session.
-        events_log = tomllib.loads(CONTAINERS_CONF.read_text())["engine"]["events_logfile_path"]
-        Path(events_log).unlink(missing_ok=True)
+        self.events_log = Path(tomllib.loads(CONTAINERS_CONF.read_text())["engine"]["events_logfile_path"])
+        self.events_log.unlink(missing_ok=True)
+        self.events_log.parent.mkdir(parents=True, exist_ok=True)  # podman makes only the file
         command = ["podman", "system", "service", "--time=0", f"unix://{self.socket}"]
         self.service, self.log_path = launch("podman-service", command, self.env, root)
         try:
