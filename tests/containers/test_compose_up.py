@@ -72,12 +72,10 @@ class Stack:
             containers = self.engine.containers(PROJECT, self.env)
             if all(containers.get(f"{PROJECT}-{name}-1", {}).get("State") == "exited" for name in services):
                 return containers
-            states = {name: row.get("State") for name, row in containers.items()}
-            if up_ended:
-                tail = self.log.read_text()[-5000:]
-                pytest.fail(f"docker compose up exited with {self.up.returncode}, {states}:\n{tail}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"{services} not exited after {RUN_TIMEOUT_S} s, {states}:\n{self.log.read_text()[-5000:]}")
+            if up_ended or time.monotonic() > deadline:
+                why = f"up exited with {self.up.returncode}" if up_ended else f"not exited after {RUN_TIMEOUT_S} s"
+                states = {name: row.get("State") for name, row in containers.items()}
+                pytest.fail(f"{services}: {why}, {states}:\n{self.log.read_text()[-5000:]}")
             time.sleep(2)
 
     def stop(self) -> None:
