@@ -13,7 +13,7 @@ LOCALSTACK_VENV ?= $(HOME)/.cache/news-etl/localstack-$(LOCALSTACK_VERSION)
 LOCALSTACK_PYTHON ?= $(shell for p in python3.13 python3.12 \
 	"$$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3 "$$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3; do \
 	"$$p" -c 'import sys; assert sys.version_info >= (3, 12); print(sys.executable)' 2>/dev/null && break; done)
-# Pins without which LocalStack 4.14.0's runtime fails at start (see README, "Testing").
+# Pins without which LocalStack 4.14.0's runtime fails at start (docs/testing.md, "The emulators").
 LOCALSTACK_PINS := 'localstack-core[runtime]==$(LOCALSTACK_VERSION)' 'cbor2<5.8' service_identity \
 	'pyopenssl<24.3' 'cryptography<44'
 # `make test-compose` keeps what it downloads here: Debian trees, Docker Compose (see tests/containers).
@@ -34,9 +34,12 @@ ENDPOINT ?= http://localhost:$(EMULATOR_PORT)
 S3_BUCKET ?= news-data
 STREAM_NAME ?= news
 CHECKPOINT_DIR ?= checkpoints/$(STREAM_NAME)
+# spark-submit --py-files takes this one file (docs/cluster.md).
+DIST_ZIP := dist/news_etl.zip
 QUIET_PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1
 
-.PHONY: help check install localstack up down logs inspect verify faults test test-unit test-compose bench lint fmt populate etl clean
+.PHONY: help check install localstack dist up down logs inspect verify faults test test-unit test-compose bench lint fmt \
+	populate etl clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -55,7 +58,8 @@ check: ## Check the test prerequisites: Python 3.11+, Java 17+, Python 3.12+ for
 
 install: $(VENV)/.installed ## Create .venv with both services, the tests and the tools
 
-$(VENV)/.installed: requirements-dev.txt populate-script/requirements.txt etl-processor/requirements.txt
+$(VENV)/.installed: requirements-dev.txt populate-script/requirements.txt etl-processor/requirements.txt \
+		populate-script/pyproject.toml etl-processor/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(QUIET_PIP) $(BIN)/pip install -q --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
 	$(QUIET_PIP) $(BIN)/pip install -q -r requirements-dev.txt 2> >(grep -v "is ignored: it is neither" >&2)
@@ -69,6 +73,14 @@ $(LOCALSTACK_VENV)/.installed:
 	$(QUIET_PIP) $(LOCALSTACK_VENV)/bin/pip install -q $(LOCALSTACK_PINS) 2> >(grep -v "is ignored: it is neither" >&2)
 	touch $@
 
+dist: $(DIST_ZIP) ## Build dist/news_etl.zip, the job's package as one file for spark-submit --py-files
+
+$(DIST_ZIP): $(shell find etl-processor/news_etl -name '*.py') | install
+	mkdir -p $(@D)
+	cd etl-processor && $(abspath $(BIN))/python -c 'import pathlib, sys, zipfile; \
+		archive = zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED); \
+		[archive.write(path) for path in sorted(pathlib.Path("news_etl").rglob("*.py"))]' $(abspath $@)
+
 up: ## docker compose up: LocalStack, populate and the ETL (EMULATOR=moto for moto server)
 	$(COMPOSE) $(COMPOSE_TARGETS)
 
@@ -81,12 +93,12 @@ logs: ## Follow the services' logs
 
 inspect: install ## List the bucket's objects, count rows, show quarantine reasons, a few rows (EMULATOR=moto too)
 	AWS_ENDPOINT_URL=$(ENDPOINT) AWS_REGION=$${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} \
-		AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} $(BIN)/python etl-processor/inspect_output.py --bucket $(S3_BUCKET)
+		AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} $(BIN)/python -m news_etl.tools inspect --bucket $(S3_BUCKET)
 
 verify: install ## Recount the host ETL's S3 output against its checkpoint's metrics (CHECKPOINT_DIR=...)
 	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-$(ENDPOINT)} AWS_REGION=$${AWS_REGION:-us-east-1} \
 		AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} \
-		$(BIN)/python etl-processor/verify_output.py --checkpoint $(CHECKPOINT_DIR)
+		$(BIN)/python -m news_etl.tools verify --checkpoint $(CHECKPOINT_DIR)
 
 test: install localstack ## Run all tests; they start their own moto and LocalStack on 127.0.0.1
 	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/pytest -m "not slow and not containers" $(PYTEST_ARGS)
@@ -103,10 +115,10 @@ faults: install localstack ## Fault matrix (crash cycles, throttling, S3 failure
 	FAULT_CYCLES=$(FAULT_CYCLES) HOSTILE_EXAMPLES=$(HOSTILE_EXAMPLES) FAULTS_REPORT=bench/results/faults.jsonl \
 		LOCALSTACK_VENV=$(LOCALSTACK_VENV) \
 		$(BIN)/pytest -m faults -q $(PYTEST_ARGS) || status=$$?; \
-		$(BIN)/python bench/faults_table.py bench/results/faults.jsonl && exit $${status:-0}
+		$(BIN)/python -m bench.faults_table bench/results/faults.jsonl && exit $${status:-0}
 
 bench: install localstack ## Benchmarks (about 30 min): ETL vs raw drain vs naive baseline, populate vs bare loop; bench/results/
-	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/python bench/bench_etl.py $(BENCH_ARGS)
+	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/python -m bench.bench_etl $(BENCH_ARGS)
 
 lint: install ## Lint and check formatting (ruff)
 	$(BIN)/ruff check .
@@ -117,11 +129,12 @@ fmt: install ## Format and fix what ruff can
 	$(BIN)/ruff format .
 
 populate: install ## Put articles into STREAM_NAME at AWS_ENDPOINT_URL (flags via ARGS="...")
-	$(BIN)/python populate-script/populate.py $(ARGS)
+	$(BIN)/python -m news_populate $(ARGS)
 
 etl: install ## Run the ETL on the host (STREAM_NAME, S3_BUCKET, AWS_ENDPOINT_URL...; flags via ARGS="...")
-	$(BIN)/python etl-processor/etl.py $(ARGS)
+	$(BIN)/python -m news_etl $(ARGS)
 
 clean: ## Remove .venv and caches (the LocalStack virtualenv stays: rm -r $(LOCALSTACK_VENV))
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis dist
+	rm -rf populate-script/*.egg-info etl-processor/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -7,7 +7,8 @@ Every figure is measured here, side by side in one run, on emulators this script
 each contender from TRIM_HORIZON:
 
 - **drain** (bench/drain.py): boto3, one thread per shard, payloads discarded: the limit.
-- **etl**: etl.py --once, local[2], batches of BATCH records, writing Parquet to the emulator's S3.
+- **etl**: ``python -m news_etl --once``, local[2], batches of BATCH records, writing Parquet to
+  the emulator's S3.
 - **naive** (bench/naive.py): one driver loop, createDataFrame per GetRecords, a Python UDF,
   local Parquet.
 
@@ -18,7 +19,7 @@ took; the ETL's *batch* rate counts the records of every batch after the first o
 between the first batch's end and the last one's. Runs that are compared alternate, and the
 headline pair is repeated (--repeats) and reported as medians.
 
-    python bench/bench_etl.py [--scale 1.0] [--repeats 3] [--out bench/results]
+    python -m bench.bench_etl [--scale 1.0] [--repeats 3] [--out bench/results]
 """
 
 from __future__ import annotations
@@ -38,16 +39,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.bench_populate import bare_loop, new_stream, populate_run
+from bench.measure import run as measured_run
+from bench.report import plot, to_markdown
+from news_populate.articles import generate_records
+from news_populate.producer import batches
+from tests.support.emulators import Emulator, start_localstack, start_moto
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "populate-script")]
-
-from bench_populate import bare_loop, new_stream, populate_run  # noqa: E402
-from measure import run as measured_run  # noqa: E402
-from report import plot, to_markdown  # noqa: E402
-
-from articles import generate_records  # noqa: E402
-from producer import batches  # noqa: E402
-from tests.emulators import Emulator, start_localstack, start_moto  # noqa: E402
 
 UNTIL = datetime(2026, 11, 20, tzinfo=UTC)
 BATCH = 25_000  # --max-records-per-batch of every ETL run: the same batch size at every backlog
@@ -115,7 +114,7 @@ class Bench:
         stream = self.stream(emulator, shards, records)
         bucket = f"bench-{uuid.uuid4().hex[:10]}"
         self.emulators[emulator].client("s3").create_bucket(Bucket=bucket)
-        argv = [sys.executable, str(REPO / "etl-processor" / "etl.py"), "--stream", stream, "--bucket", bucket,
+        argv = [sys.executable, "-m", "news_etl", "--stream", stream, "--bucket", bucket,
                 "--checkpoint", str(self.work / f"checkpoint-{bucket}"), "--once", "--master", "local[2]",
                 "--max-records-per-batch", str(BATCH)]  # fmt: skip
         result = measured_run(argv, self._env(emulator))

@@ -5,7 +5,7 @@ of 500 with no retry or pacing: the most the endpoint takes from one writer. pop
 as it runs, generation included. Runs alternate (bare, populate, bare, ...) on fresh streams so
 that drift on a noisy machine hits both alike; the ratio is of the medians.
 
-    python bench/bench_populate.py [--records 20000] [--repeats 5] [--shards 4] [--emulator moto]
+    python -m bench.bench_populate [--records 20000] [--repeats 5] [--shards 4] [--emulator moto]
 """
 
 from __future__ import annotations
@@ -13,20 +13,16 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "populate-script")]
-
-from articles import generate_records  # noqa: E402
-from populate import Settings, populate  # noqa: E402
-from producer import batches  # noqa: E402
-from tests.emulators import start_localstack, start_moto  # noqa: E402
+from news_populate.articles import generate_records
+from news_populate.cli import Settings, populate
+from news_populate.producer import batches
+from tests.support.emulators import start_localstack, start_moto
 
 UNTIL = datetime(2026, 11, 20, tzinfo=UTC)
 BAD_RATIO = DUP_RATIO = 0.05

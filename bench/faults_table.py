@@ -2,7 +2,7 @@
 
 A test that fails before it records leaves no row: `make faults` exits non-zero then anyway.
 
-python bench/faults_table.py bench/results/faults.jsonl
+    python -m bench.faults_table bench/results/faults.jsonl
 """
 
 from __future__ import annotations

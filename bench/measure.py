@@ -4,7 +4,7 @@ CPU comes from a fresh cpuacct cgroup the command is started in (as root): it co
 and every Python worker, which ``getrusage(RUSAGE_CHILDREN)`` misses. Peak resident memory is
 sampled from /proc for every process of the command's session, by kind: the JVM (Spark's
 driver and, in local mode, its executor), the Python driver, and Python workers
-(tests/process_tree.py).
+(tests/support/process_tree.py).
 Each stdout line is kept with the time it arrived, so progress lines can be timed.
 """
 
@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.process_tree import PeakRss
+from tests.support.process_tree import PeakRss
 
 CPUACCT = Path("/sys/fs/cgroup/cpuacct")
 

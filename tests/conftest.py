@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -12,10 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.emulators import TEST_CREDENTIALS, Emulator, start_localstack, start_moto
-
-REPO = Path(__file__).resolve().parent.parent
-EMULATORS = ("moto", "localstack")
+from tests.support.emulators import EMULATORS, TEST_CREDENTIALS, Emulator, start_localstack, start_moto
 
 
 def pytest_configure(config):
@@ -28,11 +24,10 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def spark():
     """One local Spark session for every test that needs one (starting one takes about 7 s)."""
+    # Workers run this interpreter, so they import the ETL's functions (the mapInArrow one) from
+    # the package installed in its virtualenv.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    # Python workers import the ETL's modules (transform's mapInArrow function), as etl.py arranges.
-    paths = [str(REPO / "etl-processor"), os.environ.get("PYTHONPATH")]
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     from pyspark.sql import SparkSession
 
     session = (
@@ -76,16 +71,6 @@ def emulator(request) -> Emulator:
 @pytest.fixture
 def stream_name() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
-
-
-def run_script(
-    script: str, args: list[str], emulator: Emulator, timeout: float = 300, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """Run one of the services' entry points on the host, pointed at ``emulator`` (plus ``env``)."""
-    env = {**os.environ, **emulator.env(), **(env or {})}
-    return subprocess.run(
-        [sys.executable, str(REPO / script), *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.fixture

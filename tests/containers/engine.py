@@ -20,7 +20,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from tests.emulators import launch, stop_group
+from tests.support.emulators import launch, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from tests.containers.engine import Engine
-from tests.emulators import Emulator, free_port, stop_group
-from tests.integration.test_compose import TOTALS  # the ETL's totals line, as the host harness reads it
-from tests.output import assert_exactly_once, object_etags, output
+from tests.support.compose import TOTALS  # the ETL's totals line, as the host harness reads it
+from tests.support.emulators import Emulator, free_port, stop_group
+from tests.support.output import assert_exactly_once, object_etags, output
 
 pytestmark = pytest.mark.containers
 
@@ -146,7 +146,9 @@ def test_docker_compose_up_runs_the_pipeline_in_containers(stack):
     assert listed.returncode == 0, listed.stderr
     enriched_keys = {key for key in object_etags(stack.emulator("localstack"), BUCKET) if key.startswith("enriched/")}
     assert {line.split()[-1] for line in listed.stdout.splitlines()} == enriched_keys
-    inspected = stack.compose("run", "--rm", "--no-deps", "--entrypoint", "python", "etl", "inspect_output.py")
+    inspected = stack.compose(
+        "run", "--rm", "--no-deps", "--entrypoint", "python", "etl", "-m", "news_etl.tools", "inspect"
+    )
     assert inspected.returncode == 0, inspected.stderr
     assert re.search(rf"^enriched rows: {valid}$", inspected.stdout, re.MULTILINE), inspected.stdout
 

@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
-from tests.integration.test_etl import etl, populate
-from tests.output import assert_exactly_once, output
-from tests.spark_cluster import StandaloneCluster, start_cluster
+from tests.support.jobs import etl, populate
+from tests.support.output import assert_exactly_once, output
+from tests.support.spark_cluster import StandaloneCluster, start_cluster
 
 pytestmark = pytest.mark.integration
 READ_BY = re.compile(r"(shardId-\d+) -?\d+ ms \(executor ([^)]+)\)")

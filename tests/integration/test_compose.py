@@ -1,6 +1,6 @@
 """docker-compose.yml's wiring, run on the host against real LocalStack 4.14.0 and moto.
 
-There is no Docker engine on the CI machines, so tests/compose.py starts what the file declares
+There is no Docker engine on the CI machines, so tests/support/compose.py starts what the file declares
 as host processes, in ``depends_on`` order: the emulator with its own environment, ready hooks
 and healthcheck command, then each service's Dockerfile entry point with that service's
 environment. What is checked is what a user of ``docker compose up`` gets: both services exit 0,
@@ -17,8 +17,8 @@ import uuid
 
 import pytest
 
-from tests.compose import ComposeFile, HostRun
-from tests.output import assert_exactly_once
+from tests.support.compose import TOTALS, ComposeFile, HostRun
+from tests.support.output import assert_exactly_once
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,6 @@ KNOBS = {
     "PUBLISHED_UNTIL": "2026-11-20T12:00:00Z",
 }
 BATCH_READ = re.compile(r"^batch \d+: read (\d+),", re.MULTILINE)
-TOTALS = re.compile(r"^totals on this checkpoint: read (\d+), enriched (\d+), quarantined (\d+)", re.MULTILINE)
 
 
 def init_scripts(run: HostRun) -> dict:
@@ -90,11 +89,11 @@ def test_compose_up_runs_the_pipeline_and_a_second_up_resumes(targets, emulator,
                 assert result.returncode == 0, result.stderr
                 assert "exists: left as it is" in result.stdout
 
-        inspect = run.run(etl, ["python", "inspect_output.py"])  # as the README's `docker compose run`
+        inspect = run.run(etl, ["python", "-m", "news_etl.tools", "inspect"])  # as the README's `docker compose run`
         assert inspect.returncode == 0, inspect.stderr
         enriched = int(re.search(r"^enriched rows: (\d+)", inspect.stdout, re.MULTILINE).group(1))
         assert enriched == int(TOTALS.search(second).group(2))
-        verify = run.run(etl, ["python", "verify_output.py"])  # the checkpoint on the volume vs S3
+        verify = run.run(etl, ["python", "-m", "news_etl.tools", "verify"])  # the checkpoint on the volume vs S3
         assert verify.returncode == 0, verify.stdout + verify.stderr
         assert "verify: output and metrics agree" in verify.stdout
     finally:

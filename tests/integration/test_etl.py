@@ -1,6 +1,7 @@
-"""etl.py end to end against real moto and LocalStack: exactly once, quarantine, metrics, errors.
+"""``python -m news_etl`` end to end against real moto and LocalStack: exactly once, quarantine,
+metrics, errors.
 
-The expected output is derived independently of the ETL, from the stream (tests/output.py).
+The expected output is derived independently of the ETL, from the stream (tests/support/output.py).
 """
 
 from __future__ import annotations
@@ -10,20 +11,16 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 
 import pytest
 
-from tests.conftest import REPO, run_script
-from tests.output import assert_exactly_once, assert_metrics_match_output, object_etags
+from tests.support.jobs import ETL_MODULE, TOOLS_MODULE, etl, populate, run_module, start_etl
+from tests.support.output import assert_exactly_once, assert_metrics_match_output, object_etags
 
 pytestmark = pytest.mark.integration
 
-ETL = "etl-processor/etl.py"
-POPULATE = "populate-script/populate.py"
-UNTIL = "2026-11-20T12:00:00Z"
 BATCH_WITH_RECORDS = re.compile(r"^batch \d+: read [1-9]", re.MULTILINE)
 
 
@@ -34,34 +31,9 @@ def bucket(emulator) -> str:
     return name
 
 
-def populate(emulator, stream: str, *args: str) -> None:
-    result = run_script(POPULATE, ["--stream", stream, "--until", UNTIL, *args], emulator)
-    assert result.returncode == 0, result.stderr
-
-
-def etl(emulator, stream, bucket, checkpoint, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    argv = ["--stream", stream, "--bucket", bucket, "--checkpoint", str(checkpoint), "--master", "local[2]", *args]
-    return run_script(ETL, argv, emulator, timeout=600, env=env)
-
-
 def verify(emulator, checkpoint) -> subprocess.CompletedProcess:
-    return run_script("etl-processor/verify_output.py", ["--checkpoint", str(checkpoint)], emulator, timeout=120)
-
-
-def start_etl(
-    emulator, stream, bucket, checkpoint, *args: str, stdout=subprocess.PIPE, env: dict | None = None
-) -> subprocess.Popen:
-    """The job as a background process group (so a test can SIGKILL all of it, JVM included).
-
-    Its log (stderr) goes to ``<checkpoint>.log``; its stdout to a pipe, unless ``stdout`` says.
-    """
-    argv = [sys.executable, str(REPO / ETL), "--stream", stream, "--bucket", bucket,
-            "--checkpoint", str(checkpoint), "--master", "local[2]", *args]  # fmt: skip
-    with open(f"{checkpoint}.log", "a") as log:
-        return subprocess.Popen(
-            argv, env={**os.environ, **emulator.env(), **(env or {})}, stdout=stdout, stderr=log,
-            text=True, start_new_session=True,
-        )  # fmt: skip
+    """``make verify``: the checkpoint's metrics against what is in S3."""
+    return run_module(TOOLS_MODULE, ["verify", "--checkpoint", str(checkpoint)], emulator, timeout=120)
 
 
 def test_runs_write_every_article_exactly_once_across_reruns_and_new_records(emulator, stream_name, bucket, tmp_path):
@@ -186,7 +158,7 @@ def test_misconfiguration_stops_with_one_line(case, message, moto, stream_name, 
         extra += ["--max-records-per-batch", "-5"]
     else:
         extra += ["--dedup-horizon-hours", "1"]
-    result = run_script(ETL, ["--stream", stream, "--bucket", bucket, "--once", *extra], moto, timeout=60)
+    result = run_module(ETL_MODULE, ["--stream", stream, "--bucket", bucket, "--once", *extra], moto, timeout=60)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and message in errors[0], result.stderr

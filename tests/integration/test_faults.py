@@ -1,6 +1,6 @@
 """Faults on the ETL's read and write paths, injected by a proxy between the job and moto.
 
-The records go into moto directly; the job talks to moto through tests/fault_proxy.py, which
+The records go into moto directly; the job talks to moto through tests/support/fault_proxy.py, which
 answers a share of its requests with the errors AWS sends (Kinesis throttling, S3 503). Either
 the job rides them out and the output is exact, or it stops with one line and a rerun is exact.
 """
@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 
-from tests.emulators import Emulator
-from tests.fault_proxy import (
+from tests.support.emulators import Emulator
+from tests.support.fault_proxy import (
     FaultProxy,
     Hold,
     TrimmedShard,
@@ -25,9 +25,9 @@ from tests.fault_proxy import (
     kinesis_throttling,
     s3_unavailable,
 )
-from tests.integration.test_etl import etl, populate, start_etl
-from tests.kinesis_reader import read_stream
-from tests.output import assert_exactly_once, object_etags, output, tally
+from tests.support.jobs import etl, populate, start_etl
+from tests.support.kinesis_reader import read_stream
+from tests.support.output import assert_exactly_once, object_etags, output, tally
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 # `make test` runs one crash cycle; `make faults` runs ten.

@@ -4,7 +4,7 @@ hypothesis draws a stream's worth of records: random bytes, deeply nested JSON, 
 numbers, lists or nulls where strings belong, duplicated keys, Unicode edge cases (lone
 surrogate escapes, NUL, bidi and zero-width characters, astral planes), and articles close to
 Kinesis's 1 MiB record limit. They are put into moto as they are; one ``--once`` run must exit
-0 and its output must equal what the reference contract (tests/contract.py) says of each record.
+0 and its output must equal what the reference contract (tests/support/contract.py) says of each record.
 Each example is one ETL run (about half a minute), so `make test` runs one hand-built example
 with every kind at its hostile end, and `make faults` adds drawn ones (HOSTILE_EXAMPLES).
 
@@ -24,9 +24,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.test_etl import start_etl
-from tests.output import assert_exactly_once, tally
-from tests.process_tree import PeakRss
+from tests.support.jobs import start_etl
+from tests.support.output import assert_exactly_once, tally
+from tests.support.process_tree import PeakRss
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

@@ -1,4 +1,4 @@
-"""populate.py end to end against real moto and LocalStack processes."""
+"""``python -m news_populate`` end to end against real moto and LocalStack processes."""
 
 from __future__ import annotations
 
@@ -8,15 +8,13 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import run_script
-from tests.contract import contract_violation, is_full_article
-from tests.emulators import start_localstack
-from tests.kinesis_reader import read_stream
+from tests.support.contract import contract_violation, is_full_article
+from tests.support.emulators import start_localstack
+from tests.support.jobs import POPULATE_MODULE, UNTIL, run_module
+from tests.support.kinesis_reader import read_stream
 
 pytestmark = pytest.mark.integration
 
-POPULATE = "populate-script/populate.py"
-UNTIL = "2026-11-20T12:00:00Z"
 SUMMARY = re.compile(
     r"accepted (?P<accepted>\d+)/(?P<count>\d+) records into \S+ \((?P<valid>\d+) valid, "
     r"(?P<invalid>\d+) invalid, (?P<duplicates>\d+) duplicates\), failed (?P<failed>\d+), retried (?P<retried>\d+)"
@@ -24,7 +22,7 @@ SUMMARY = re.compile(
 
 
 def populate(emulator, stream, *args, timeout=300):
-    result = run_script(POPULATE, ["--stream", stream, "--until", UNTIL, *args], emulator, timeout=timeout)
+    result = run_module(POPULATE_MODULE, ["--stream", stream, "--until", UNTIL, *args], emulator, timeout=timeout)
     assert result.returncode == 0, result.stderr
     summary = SUMMARY.search(result.stdout)
     assert summary, result.stdout

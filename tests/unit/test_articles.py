@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from articles import BAD_KINDS, RecordKind, generate_records
-from tests.contract import contract_violation, is_full_article, parse_published_at
+from news_populate.articles import BAD_KINDS, RecordKind, generate_records
+from tests.support.contract import contract_violation, is_full_article, parse_published_at
 
 UNTIL = datetime(2026, 11, 20, 12, tzinfo=UTC)
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from averages import BatchResult, RunState, averages_table, daily, merge_windows, quarantine_gate
+from news_etl.report import averages_table
+from news_etl.state import BatchResult, RunState, daily, merge_windows, quarantine_gate
 
 H10, H11 = "2026-11-14T10:00:00Z", "2026-11-14T11:00:00Z"
 NEXT_DAY = "2026-11-15T00:00:00Z"
@@ -69,8 +70,9 @@ def test_daily_figures_are_sums_of_their_hours():
     assert daily({H10: [2, 300], H11: [1, 30], NEXT_DAY: [4, 40]}) == {"2026-11-14": [3, 330], "2026-11-15": [4, 40]}
 
 
-def test_metrics_lists_windows_oldest_first_with_rounded_averages():
-    """metrics(): totals, then hourly and daily rows sorted by UTC start with averages to 2 decimals."""
+def test_metrics_lists_windows_oldest_first_with_exact_word_sums_and_rounded_averages():
+    """metrics(): totals, then hourly and daily rows sorted by UTC start, each with its exact word sum and
+    its average to 2 decimals."""
     run = state()
     run.apply(0, BatchResult(records_read=9, enriched=6, quarantined=1, hourly={NEXT_DAY: [3, 100], H11: [1, 30]}))
     run.apply(1, BatchResult(records_read=2, enriched=2, quarantined=0, hourly={H10: [2, 300]}, trimmed_gaps=1))
@@ -81,13 +83,13 @@ def test_metrics_lists_windows_oldest_first_with_rounded_averages():
         "duplicates_dropped": 2,
         "trimmed_gaps": 1,
         "hourly": [
-            {"window_start": H10, "records": 2, "avg_word_count": 150.0},
-            {"window_start": H11, "records": 1, "avg_word_count": 30.0},
-            {"window_start": NEXT_DAY, "records": 3, "avg_word_count": 33.33},
+            {"window_start": H10, "records": 2, "word_sum": 300, "avg_word_count": 150.0},
+            {"window_start": H11, "records": 1, "word_sum": 30, "avg_word_count": 30.0},
+            {"window_start": NEXT_DAY, "records": 3, "word_sum": 100, "avg_word_count": 33.33},
         ],
         "daily": [
-            {"window_start": "2026-11-14T00:00:00Z", "records": 3, "avg_word_count": 110.0},
-            {"window_start": "2026-11-15T00:00:00Z", "records": 3, "avg_word_count": 33.33},
+            {"window_start": "2026-11-14T00:00:00Z", "records": 3, "word_sum": 330, "avg_word_count": 110.0},
+            {"window_start": "2026-11-15T00:00:00Z", "records": 3, "word_sum": 100, "avg_word_count": 33.33},
         ],
     }
 

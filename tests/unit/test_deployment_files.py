@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.compose import REPO, ComposeFile, dockerfile_command, interpolate
+from tests.support.compose import REPO, ComposeFile, dockerfile_command, interpolate
 
 BIN = Path(sys.executable).parent
-SERVICE_FOLDERS = ["populate-script", "etl-processor"]
+SERVICE_PACKAGES = {"populate-script": "news_populate", "etl-processor": "news_etl"}
+SERVICE_FOLDERS = list(SERVICE_PACKAGES)
 HOOKS = sorted((REPO / "localstack" / "ready.d").iterdir())
 PINNED_TAG = re.compile(r":\d+\.\d+\.\d+(-[\w.-]+)?$")
 
@@ -112,15 +113,17 @@ def test_dockerfile_passes_hadolint(folder):
 
 @pytest.mark.parametrize("folder", SERVICE_FOLDERS)
 def test_dockerfile_builds_a_slim_non_root_image_with_the_host_entry_point(folder):
-    """Pinned slim base, dependencies before code, a numeric non-root USER, the host's script as entry point."""
+    """Pinned slim base, dependencies before code, a numeric non-root USER, the host's package as entry point."""
     context = REPO / folder
+    package = SERVICE_PACKAGES[folder]
     lines = [line for line in (context / "Dockerfile").read_text().splitlines() if line and line[0].isupper()]
     assert re.fullmatch(r"FROM python:\d+\.\d+\.\d+-slim-\w+", lines[0])
     copies = [line for line in lines if line.startswith("COPY")]
-    assert copies == ["COPY requirements.txt .", "COPY *.py ./"]
+    assert copies == ["COPY requirements.txt .", "COPY pyproject.toml ./", f"COPY {package}/ {package}/"]
     assert [line for line in lines if line.startswith("USER")] == ["USER 10001"]
     command, workdir = dockerfile_command(context)
-    assert command[0] == "python" and (context / command[1]).is_file() and workdir == "/app"
+    assert command == ["python", "-m", package] and (context / package / "__main__.py").is_file()
+    assert workdir == "/app"
     assert not re.search(r"SECRET|PASSWORD|TOKEN", (context / "Dockerfile").read_text())
     assert "__pycache__" in (context / ".dockerignore").read_text()
 
@@ -146,14 +149,15 @@ def test_the_container_test_files_pass_shellcheck_and_hadolint():
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_make_help_lists_the_targets_the_readme_names():
-    """`make help` documents every target a user is told about."""
+def test_make_help_lists_every_target_the_docs_name():
+    """`make help` lists every `make` target that README.md, docs/ or BENCHMARKS.md tells a user about."""
     result = subprocess.run(["make", "--no-print-directory", "help"], cwd=REPO, capture_output=True, text=True)
     listed = set(re.findall(r"^  ([a-z-]+) ", result.stdout, re.MULTILINE))
-    readme = (REPO / "README.md").read_text()
-    named = set(re.findall(r"`make ([a-z-]+)", readme))
+    documents = [REPO / "README.md", REPO / "BENCHMARKS.md", *sorted((REPO / "docs").glob("*.md"))]
+    named = {target for path in documents for target in re.findall(r"`make ([a-z-]+)", path.read_text())}
     expected = {"install", "up", "down", "logs", "populate", "etl", "test", "bench", "lint", "fmt", "inspect"}
-    assert expected | {"clean"} <= listed
+    expected |= {"dist", "verify", "faults", "test-compose"}
+    assert expected | {"clean"} <= listed, (expected | {"clean"}) - listed
     assert named <= listed, named - listed
 
 

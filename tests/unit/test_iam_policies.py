@@ -15,12 +15,12 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
-from tests.compose import REPO
+from tests.support.compose import REPO
 
 SERVICES = {"etl": "etl-processor", "populate": "populate-script"}
 # IAM actions that are not named like the API operation.
 IAM_ACTION = {"s3:HeadBucket": "s3:ListBucket"}
-# What pyarrow.fs.S3FileSystem sends for the calls sink.py makes: open_output_stream (PutObject
+# What pyarrow.fs.S3FileSystem sends for the calls news_etl.sink makes: open_output_stream (PutObject
 # or a multipart upload, aborted on failure), copy_file (GetObject on the source, PutObject),
 # delete_file, get_file_info (ListBucket).
 PYARROW_S3 = {"s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket"}
@@ -40,7 +40,7 @@ def waiter_actions(service: str, source: str) -> set[str]:
 
 
 def called_actions(folder: str) -> set[str]:
-    source = "\n".join(path.read_text() for path in (REPO / folder).glob("*.py"))
+    source = "\n".join(path.read_text() for path in sorted((REPO / folder).rglob("*.py")))
     called = set(re.findall(r"\.(\w+)\(", source))
     actions = set()
     for service in ("kinesis", "s3"):
@@ -70,7 +70,8 @@ def test_the_scan_finds_the_calls_it_must():
 
 def test_no_credentials_in_the_code_or_the_images():
     """No AWS access key ids or secret keys anywhere in tracked source, Dockerfiles or compose."""
-    files = [*REPO.glob("*/*.py"), *REPO.glob("*/Dockerfile"), REPO / "docker-compose.yml", REPO / ".env.example"]
+    code = [path for folder in (*SERVICES.values(), "tests", "bench") for path in (REPO / folder).rglob("*.py")]
+    files = [*code, *REPO.glob("*/Dockerfile"), REPO / "docker-compose.yml", REPO / ".env.example"]
     key_id = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
     secret = re.compile(r"(?i)aws_secret_access_key\s*[:=]\s*['\"]?(?!test\b)[A-Za-z0-9/+]{20,}")
     for path in files:

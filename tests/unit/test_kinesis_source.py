@@ -9,20 +9,21 @@ from types import SimpleNamespace
 import pytest
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 
-import kinesis_source
-from kinesis_source import (
+from news_etl.kinesis import (
+    KinesisDataSource,
     KinesisStreamReader,
     ReaderOptions,
     ShardEnd,
     ShardEndStore,
-    ShardPartition,
-    ShardReader,
+    TrimmedGap,
     TrimmedRecordsError,
-    iterator_args,
-    read_shard,
-    readable_shards,
 )
-from settings import parse_settings
+from news_etl.kinesis import (
+    source as planner,
+)
+from news_etl.kinesis.offsets import ShardPartition, iterator_args, readable_shards
+from news_etl.kinesis.reader import ShardReader, read_shard
+from news_etl.settings import parse_settings
 
 STREAM = "news"
 SHARD = "shardId-000000000000"
@@ -157,7 +158,8 @@ def store(tmp_path) -> ShardEndStore:
 
 
 def partition(batch=0, position=None, max_records=0, until=None, shard_id=SHARD, metadata_path="unused"):
-    return ShardPartition(STREAM, shard_id, batch, position or {}, max_records, until, metadata_path)
+    return ShardPartition(stream=STREAM, shard_id=shard_id, batch=batch, position=position or {},
+                          max_records=max_records, until=until, metadata_path=metadata_path)  # fmt: skip
 
 
 def read(client, part: ShardPartition, store: ShardEndStore) -> list[str]:
@@ -173,7 +175,12 @@ def test_read_shard_starts_at_trim_horizon_and_stops_at_max_records(kinesis, sto
     sequences = kinesis.put(SHARD, 10)
     assert read(kinesis, partition(max_records=4), store) == sequences[:4]
     assert store.get(0, SHARD) == ShardEnd(
-        sequences[3], 4, finished=False, caught_up=False, millis_behind_latest=BEHIND, executor="driver"
+        last_sequence_number=sequences[3],
+        records=4,
+        finished=False,
+        caught_up=False,
+        millis_behind_latest=BEHIND,
+        executor="driver",
     )
     assert kinesis.iterator_requests[0]["Type"] == "TRIM_HORIZON"
 
@@ -199,7 +206,12 @@ def test_next_batch_continues_right_after_the_recorded_end(kinesis, store):
     second = read(kinesis, partition(batch=1, position={"after": end.last_sequence_number}), store)
     assert first + second == sequences
     assert store.get(1, SHARD) == ShardEnd(
-        sequences[-1], 6, finished=False, caught_up=True, millis_behind_latest=0, executor="driver"
+        last_sequence_number=sequences[-1],
+        records=6,
+        finished=False,
+        caught_up=True,
+        millis_behind_latest=0,
+        executor="driver",
     )
 
 
@@ -243,7 +255,12 @@ def test_closed_shard_read_to_its_end_is_finished(kinesis, store):
     kinesis.closed.add(SHARD)
     assert read(kinesis, partition(), store) == sequences
     assert store.get(0, SHARD) == ShardEnd(
-        sequences[-1], 3, finished=True, caught_up=False, millis_behind_latest=0, executor="driver"
+        last_sequence_number=sequences[-1],
+        records=3,
+        finished=True,
+        caught_up=False,
+        millis_behind_latest=0,
+        executor="driver",
     )
 
 
@@ -289,11 +306,9 @@ def test_records_trimmed_before_they_were_read_are_reported_once_where_reading_r
     assert read(kinesis, partition(batch=1, position={"after": sequences[1]}), store) == sequences[4:]
     end = store.get(1, SHARD)
     assert end.records == 2
-    assert end.trimmed == {
-        "after": sequences[1],
-        "resumed_at": sequences[4],
-        "resumed_arrival": (T0 + timedelta(seconds=4)).isoformat(),
-    }
+    assert end.trimmed == TrimmedGap(
+        after=sequences[1], resumed_at=sequences[4], resumed_arrival=(T0 + timedelta(seconds=4)).isoformat()
+    )
     more = kinesis.put(SHARD, 2)
     assert read(kinesis, partition(batch=2, position={"after": sequences[5]}), store) == more
     assert store.get(2, SHARD).trimmed is None
@@ -308,11 +323,11 @@ def test_a_gap_before_an_empty_shard_is_reported_by_the_batch_that_reads_past_it
     kinesis.trim(SHARD, 3)
     assert read(kinesis, partition(batch=1, position={"after": sequences[0]}), store) == []
     assert store.get(1, SHARD) == ShardEnd(
-        None, 0, finished=False, caught_up=True, millis_behind_latest=0, executor="driver"
+        last_sequence_number=None, records=0, finished=False, caught_up=True, millis_behind_latest=0, executor="driver"
     )
     more = kinesis.put(SHARD, 2)
     assert read(kinesis, partition(batch=2, position={"after": sequences[0]}), store) == more
-    assert store.get(2, SHARD).trimmed["resumed_at"] == more[0]
+    assert store.get(2, SHARD).trimmed.resumed_at == more[0]
 
 
 def test_a_closed_shard_trimmed_to_nothing_reports_its_gap_as_it_finishes(kinesis, store):
@@ -323,7 +338,7 @@ def test_a_closed_shard_trimmed_to_nothing_reports_its_gap_as_it_finishes(kinesi
     kinesis.trim(SHARD, 3)
     assert read(kinesis, partition(batch=1, position={"after": sequences[0]}), store) == []
     end = store.get(1, SHARD)
-    assert end.finished and end.trimmed["after"] == sequences[0] and end.trimmed["resumed_at"] is None
+    assert end.finished and end.trimmed == TrimmedGap(after=sequences[0])
 
 
 def test_fail_on_trimmed_stops_the_read_naming_the_shard_and_the_last_record_read(kinesis, store):
@@ -331,7 +346,8 @@ def test_fail_on_trimmed_stops_the_read_naming_the_shard_and_the_last_record_rea
     sequences = kinesis.put(SHARD, 4)
     read(kinesis, partition(batch=0, max_records=1), store)
     kinesis.trim(SHARD, 2)
-    strict = ShardPartition(STREAM, SHARD, 1, {"after": sequences[0]}, 0, None, "unused", fail_on_trimmed=True)
+    strict = ShardPartition(stream=STREAM, shard_id=SHARD, batch=1, position={"after": sequences[0]}, max_records=0,
+                            until=None, metadata_path="unused", fail_on_trimmed=True)  # fmt: skip
     with pytest.raises(TrimmedRecordsError, match=f"{STREAM}/{SHARD}: records after sequence number {sequences[0]}"):
         read(kinesis, strict, store)
     assert store.get(1, SHARD) is None
@@ -397,8 +413,24 @@ def test_partitions_are_one_per_readable_shard_of_the_end_offset():
         },
     }
     assert reader.partitions(start, end) == [
-        ShardPartition(STREAM, "b", 4, {"after": "1010"}, 50, "2026-11-20T09:00:00+00:00", "/meta"),
-        ShardPartition(STREAM, "d", 4, {"at_timestamp": "2026-11-20T08:00:00+00:00"}, 50, end["until"], "/meta"),
+        ShardPartition(
+            stream=STREAM,
+            shard_id="b",
+            batch=4,
+            position={"after": "1010"},
+            max_records=50,
+            until="2026-11-20T09:00:00+00:00",
+            metadata_path="/meta",
+        ),
+        ShardPartition(
+            stream=STREAM,
+            shard_id="d",
+            batch=4,
+            position={"at_timestamp": "2026-11-20T08:00:00+00:00"},
+            max_records=50,
+            until=end["until"],
+            metadata_path="/meta",
+        ),
     ]
 
 
@@ -417,7 +449,7 @@ def test_successive_batches_read_a_parent_then_its_child_once_each(monkeypatch, 
     parent_records = kinesis.put("parent", 3)
     kinesis.closed.add("parent")
     child_records = kinesis.put("child", 2)
-    monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
+    monkeypatch.setattr(planner, "kinesis_client", lambda: kinesis)
     reader = KinesisStreamReader(ReaderOptions(STREAM, str(tmp_path / "meta")))
 
     def next_batch(start: dict) -> tuple[dict, dict[str, list[str]]]:
@@ -438,7 +470,7 @@ def test_first_batch_is_planned_even_on_an_empty_stream(monkeypatch, tmp_path):
     """Spark runs batch 0 regardless, so the source plans it too: the batch numbers stay equal."""
     kinesis = StubKinesis()
     kinesis.add_shard(SHARD)
-    monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
+    monkeypatch.setattr(planner, "kinesis_client", lambda: kinesis)
     reader = KinesisStreamReader(ReaderOptions(STREAM, str(tmp_path / "meta")))
     first = reader.latestOffset(reader.initialOffset(), ReadMaxRows(100))
     assert first["batch"] == 0
@@ -457,7 +489,7 @@ def test_latest_start_is_pinned_in_the_first_offset(monkeypatch, tmp_path):
     kinesis = StubKinesis()
     kinesis.add_shard(SHARD)
     kinesis.put(SHARD, 2, arrival=T0 - timedelta(days=1))  # before the query: skipped
-    monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
+    monkeypatch.setattr(planner, "kinesis_client", lambda: kinesis)
     reader = KinesisStreamReader(ReaderOptions(STREAM, str(tmp_path / "meta"), starting_position="latest"))
     first = reader.latestOffset(reader.initialOffset(), ReadAllAvailable())
     pinned = datetime.fromisoformat(first["shards"][SHARD]["at_timestamp"])
@@ -474,7 +506,7 @@ def test_a_batch_leaves_records_that_arrive_after_it_was_planned(monkeypatch, tm
     kinesis = StubKinesis()
     kinesis.add_shard(SHARD)
     arrived = kinesis.put(SHARD, 3)
-    monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
+    monkeypatch.setattr(planner, "kinesis_client", lambda: kinesis)
     reader = KinesisStreamReader(ReaderOptions(STREAM, str(tmp_path / "meta")))
     first = reader.latestOffset(reader.initialOffset(), ReadAllAvailable())
     kinesis.put(SHARD, 2, arrival=datetime.now(UTC) + timedelta(minutes=5))  # arriving while batch 0 runs
@@ -507,7 +539,7 @@ def test_probe_looks_past_empty_pages_before_calling_a_shard_idle(monkeypatch, t
 
     kinesis = GappyKinesis()
     kinesis.add_shard(SHARD)
-    monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
+    monkeypatch.setattr(planner, "kinesis_client", lambda: kinesis)
     reader = KinesisStreamReader(ReaderOptions(STREAM, str(tmp_path / "meta")))
     first = reader.latestOffset(reader.initialOffset(), ReadAllAvailable())
     read(kinesis, reader.partitions(reader.initialOffset(), first)[0], ShardEndStore(str(tmp_path / "meta")))
@@ -521,7 +553,7 @@ def test_a_shard_gone_from_the_stream_is_finished_so_its_children_are_read(monke
     kinesis = StubKinesis()
     kinesis.add_shard("parent")
     kinesis.add_shard("child", parents=("parent",))
-    monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
+    monkeypatch.setattr(planner, "kinesis_client", lambda: kinesis)
     reader = KinesisStreamReader(ReaderOptions(STREAM, str(tmp_path / "meta")))
     first = reader.latestOffset(reader.initialOffset(), ReadAllAvailable())
     assert [p.shard_id for p in reader.partitions(reader.initialOffset(), first)] == ["parent"]
@@ -532,7 +564,7 @@ def test_a_shard_gone_from_the_stream_is_finished_so_its_children_are_read(monke
     second = reader.latestOffset(first, ReadAllAvailable())
     assert second["shards"]["parent"]["done"] is True
     assert {p.shard_id: read(kinesis, p, store) for p in reader.partitions(first, second)} == {"child": added}
-    assert store.get(1, "parent").trimmed == {"after": None, "shard_expired": True}  # reported with batch 1
+    assert store.get(1, "parent").trimmed == TrimmedGap(after=None, shard_expired=True)  # reported with batch 1
 
 
 def test_fail_on_trimmed_stops_planning_when_an_unfinished_shard_expired(monkeypatch, tmp_path):
@@ -540,7 +572,7 @@ def test_fail_on_trimmed_stops_planning_when_an_unfinished_shard_expired(monkeyp
     kinesis = StubKinesis()
     kinesis.add_shard("parent")
     kinesis.add_shard("child", parents=("parent",))
-    monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
+    monkeypatch.setattr(planner, "kinesis_client", lambda: kinesis)
     reader = KinesisStreamReader(ReaderOptions(STREAM, str(tmp_path / "meta"), fail_on_trimmed=True))
     first = reader.latestOffset(reader.initialOffset(), ReadAllAvailable())
     del kinesis.records["parent"], kinesis.parents["parent"]
@@ -559,8 +591,8 @@ def test_fail_on_trimmed_stops_planning_when_an_unfinished_shard_expired(monkeyp
         ({"streamName": "", "metadataPath": "/meta"}, "streamName"),
         ({"streamName": STREAM}, "metadataPath"),
         ({"streamName": STREAM, "metadataPath": "/meta", "startingPosition": "soon"}, "startingPosition"),
-        ({"streamName": STREAM, "metadataPath": "/meta", "decoder": "transform.classify"}, "decoder"),
-        ({"streamName": STREAM, "metadataPath": "/meta", "decoder": "transform:no_such_function"}, "decoder"),
+        ({"streamName": STREAM, "metadataPath": "/meta", "decoder": "news_etl.transform.classify"}, "decoder"),
+        ({"streamName": STREAM, "metadataPath": "/meta", "decoder": "news_etl.transform:no_such_function"}, "decoder"),
         ({"streamName": STREAM, "metadataPath": "/meta", "decoder": "no_such_module:classify"}, "decoder"),
     ],
     ids=[
@@ -582,8 +614,8 @@ def test_reader_options_reject_a_bad_option_by_name(options, named):
 def test_a_decoder_turns_each_batch_in_the_read_task(kinesis, monkeypatch, tmp_path):
     """With option decoder, the read task yields the decoder's rows for the records it read."""
     sequences = kinesis.put(SHARD, 3)  # payloads {"n": ...}: JSON objects, but not articles
-    monkeypatch.setattr(kinesis_source, "kinesis_client", lambda: kinesis)
-    options = {"streamName": STREAM, "metadataPath": str(tmp_path), "decoder": "transform:classify"}
+    monkeypatch.setattr(planner, "kinesis_client", lambda: kinesis)
+    options = {"streamName": STREAM, "metadataPath": str(tmp_path), "decoder": "news_etl.transform:classify"}
     reader = KinesisStreamReader(ReaderOptions.parse(options))
     part = reader.partitions(reader.initialOffset(), reader.latestOffset(reader.initialOffset(), ReadAllAvailable()))
     rows = [row for batch in reader.read(part[0]) for row in batch.to_pylist()]
@@ -594,7 +626,7 @@ def test_a_decoder_turns_each_batch_in_the_read_task(kinesis, monkeypatch, tmp_p
 
 def test_a_decoder_needs_the_schema_of_its_rows():
     """Without .schema(...), the source cannot know what the decoder returns, and says so."""
-    source = kinesis_source.KinesisDataSource({"streamName": STREAM, "decoder": "transform:classify"})
+    source = KinesisDataSource({"streamName": STREAM, "decoder": "news_etl.transform:classify"})
     with pytest.raises(ValueError, match="decoder"):
         source.schema()
 

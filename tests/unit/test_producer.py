@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from articles import Record, RecordKind
-from populate import parse_settings
-from producer import (
+from news_populate.articles import Record, RecordKind
+from news_populate.cli import parse_settings
+from news_populate.producer import (
     BACKOFF_CAP_S,
     MAX_BYTES_PER_CALL,
     MAX_RECORDS_PER_CALL,

@@ -11,8 +11,9 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from tests.contract import REQUIRED_FIELDS, contract_violation
-from transform import OUTPUT_COLUMNS, PREPARED_SCHEMA, classify, output_rows, prepare_records
+from news_etl.schemas import OUTPUT_COLUMNS, PREPARED_SCHEMA
+from news_etl.transform import classify, output_rows, prepare_records
+from tests.support.contract import REQUIRED_FIELDS, contract_violation
 
 RAW_SCHEMA = "shard_id string, sequence_number string, partition_key string, arrival_time timestamp, data binary"
 ARRIVAL = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transform import word_count
+from news_etl.transform import word_count
 
 PYTHON_WHITESPACE = [chr(c) for c in range(0x110000) if chr(c).isspace()]
 WORD_COUNT_CASES = {

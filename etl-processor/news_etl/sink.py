@@ -7,7 +7,7 @@ path belongs to one task; that task streams its rows into one Parquet file per p
     s3://BUCKET/quarantine/dt=YYYY-MM-DD/part-<run id>-<batch id>.parquet   (dt: UTC date arrived)
 
 A file's name depends only on the checkpoint's run id, the batch id and its partition, and a
-replayed batch reads exactly the same records (see kinesis_source), so a replay overwrites
+replayed batch reads exactly the same records (see ``news_etl.kinesis``), so a replay overwrites
 each file with the same rows: readers never see an article twice. Files are written under
 ``_staging/`` and copied into place when complete. Each task reports its files and, per hour,
 the articles and words it wrote.
@@ -16,67 +16,22 @@ the articles and words it wrote.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from averages import merge_windows
+from news_etl.aws import s3_filesystem
+from news_etl.schemas import ENRICHED, OUTPUT_SCHEMAS
+from news_etl.state import merge_windows
 
-ENRICHED_SCHEMA = pa.schema(
-    [
-        ("article_id", pa.string()),
-        ("title", pa.string()),
-        ("content", pa.string()),
-        ("author", pa.string()),
-        ("source", pa.string()),
-        ("url", pa.string()),
-        ("category", pa.string()),
-        ("language", pa.string()),
-        ("published_at", pa.timestamp("us", tz="UTC")),
-        ("word_count", pa.int32()),
-        ("shard_id", pa.string()),
-        ("sequence_number", pa.string()),
-        ("arrival_time", pa.timestamp("us", tz="UTC")),
-        ("processed_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        ("raw_data", pa.binary()),
-        ("error", pa.string()),
-        ("shard_id", pa.string()),
-        ("sequence_number", pa.string()),
-        ("arrival_time", pa.timestamp("us", tz="UTC")),
-        ("processed_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
-SCHEMAS = {"enriched": ENRICHED_SCHEMA, "quarantine": QUARANTINE_SCHEMA}
 RESULT_SCHEMA = "kind string, dt string, path string, rows long, hourly string"  # what Spark receives
 RESULT_ARROW_SCHEMA = pa.schema(
     [("kind", pa.string()), ("dt", pa.string()), ("path", pa.string()), ("rows", pa.int64()), ("hourly", pa.string())]
 )
 COMPRESSION = "zstd"
-MAX_ATTEMPTS = int(os.environ.get("AWS_MAX_ATTEMPTS") or 10)  # as kinesis_source's Kinesis client
 ROW_GROUP_ROWS = 50_000  # rows buffered per file before a row group is written
-
-
-def s3_filesystem() -> pafs.S3FileSystem:
-    """pyarrow's S3 client. Unlike boto3 it does not read AWS_ENDPOINT_URL, so it is passed on.
-
-    Its retries match the Kinesis client's: AWS's standard strategy (exponential backoff with
-    jitter, bounded), 10 attempts rather than pyarrow's 3 (``AWS_MAX_ATTEMPTS`` changes it), so
-    a brief S3 brown-out does not fail the batch; a longer one does, with the S3 error, and a
-    restart rewrites the batch.
-    """
-    return pafs.S3FileSystem(
-        endpoint_override=os.environ.get("AWS_ENDPOINT_URL") or None,
-        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
-        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=MAX_ATTEMPTS),
-    )
 
 
 def output_path(bucket: str, kind: str, dt: str, run_id: str, batch_id: int) -> str:
@@ -147,7 +102,7 @@ class _File:
 
 
 def batch_writer(bucket: str, run_id: str, batch_id: int):
-    """A ``mapInArrow`` function writing its rows (``transform.OUTPUT_COLUMNS``) to S3."""
+    """A ``mapInArrow`` function writing its rows (``schemas.OUTPUT_COLUMNS``) to S3."""
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         filesystem = s3_filesystem()
@@ -156,10 +111,10 @@ def batch_writer(bucket: str, run_id: str, batch_id: int):
             table = pa.Table.from_batches([batch])
             for kind, dt in {(k, d) for k, d in zip(table["kind"].to_pylist(), table["dt"].to_pylist(), strict=True)}:
                 mask = pc.and_(pc.equal(table["kind"], kind), pc.equal(table["dt"], dt))
-                rows = table.filter(mask).select(SCHEMAS[kind].names).cast(SCHEMAS[kind])
+                rows = table.filter(mask).select(OUTPUT_SCHEMAS[kind].names).cast(OUTPUT_SCHEMAS[kind])
                 if (kind, dt) not in files:
                     path = output_path(bucket, kind, dt, run_id, batch_id)
-                    files[kind, dt] = _File(filesystem, path, SCHEMAS[kind], count_hours=kind == "enriched")
+                    files[kind, dt] = _File(filesystem, path, OUTPUT_SCHEMAS[kind], count_hours=kind == ENRICHED)
                 files[kind, dt].add(rows)
         for (kind, dt), file in files.items():
             file.close()

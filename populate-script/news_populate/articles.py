@@ -9,7 +9,7 @@ a body word by word about 0.15 ms, either of which would make generation slower 
 stream; so names, outlets, sentences and paragraphs (from Faker's word list) are drawn into
 pools once, and each article is assembled from them with one ``random.Random``.
 
-The article JSON contract is described in README.md ("Article contract").
+The article JSON contract is described in docs/contract.md.
 """
 
 from __future__ import annotations

@@ -7,11 +7,15 @@ import os
 import re
 from dataclasses import dataclass
 
-from kinesis_source import LATEST, TRIM_HORIZON, parse_timestamp
+from news_etl.kinesis.options import LATEST, TRIM_HORIZON, parse_timestamp
 
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 STREAM_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 DEFAULT_MAX_RECORDS = 100_000
+
+
+class ConfigurationError(RuntimeError):
+    """The job cannot start with these settings (one line for the user)."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,12 @@ class Settings:
 
     @property
     def state_file(self) -> str:
-        return os.path.join(self.checkpoint, "etl-state.json")
+        return self.state_file_in(self.checkpoint)
+
+    @staticmethod
+    def state_file_in(checkpoint: str) -> str:
+        """The running totals' file (``state.RunState``) of a checkpoint."""
+        return os.path.join(checkpoint, "etl-state.json")
 
 
 class _OneLineParser(argparse.ArgumentParser):

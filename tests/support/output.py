@@ -1,7 +1,7 @@
 """What the ETL wrote to S3, checked against an independent reading of the stream.
 
 The expected output is derived without the ETL: the stream is read back with boto3 and each
-record judged by the reference contract (tests/contract.py); the first record of each article
+record judged by the reference contract (tests/support/contract.py); the first record of each article
 id is the one that must be written.
 """
 
@@ -18,9 +18,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from tests.contract import contract_violation, parse_published_at
-from tests.emulators import Emulator
-from tests.kinesis_reader import StreamRecord, read_stream
+from tests.support.contract import contract_violation, parse_published_at
+from tests.support.emulators import Emulator
+from tests.support.kinesis_reader import StreamRecord, read_stream
 
 OUTPUT_KEY = re.compile(r"^(enriched|quarantine)/dt=\d{4}-\d{2}-\d{2}/part-[0-9a-f]{8}-\d{8}\.parquet$")
 

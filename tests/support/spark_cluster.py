@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyspark
 
-from tests.emulators import free_port, launch, stop_group, wait_until_ready
+from tests.support.emulators import free_port, launch, stop_group, wait_until_ready
 
 SPARK_HOME = Path(pyspark.__file__).parent
 START_TIMEOUT_S = 120

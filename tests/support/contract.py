@@ -1,4 +1,4 @@
-"""The article JSON contract (README.md, "Article contract"), as the tests check it on both sides.
+"""The article JSON contract (docs/contract.md), as the tests check it on both sides.
 
 An independent reference: plain ``json`` and ``datetime``, no code shared with the producer or
 the ETL, so a mistake in either shows up as a disagreement with this file.

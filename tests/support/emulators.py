@@ -25,6 +25,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+EMULATORS = ("moto", "localstack")  # what the ``emulator`` fixture runs a test against, each in turn
 LOCALSTACK_VERSION = "4.14.0"
 LOCALSTACK_VENV = Path(
     os.environ.get("LOCALSTACK_VENV", Path.home() / ".cache" / "news-etl" / f"localstack-{LOCALSTACK_VERSION}")

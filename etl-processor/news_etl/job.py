@@ -1,17 +1,17 @@
 """The ETL job: Kinesis -> Spark Structured Streaming -> enriched Parquet on S3.
 
-    python etl-processor/etl.py --stream news --bucket news-data --once
+    python -m news_etl --stream news --bucket news-data --once
 
 One entry point for docker compose, spark-submit and the host. Flags and environment
-variables: ``--help`` and README.md. Per micro-batch, in order:
+variables: ``--help`` and README.md ("Configuration"). Per micro-batch, in order:
 
-1. the Kinesis data source reads each shard in a Spark task (kinesis_source);
-2. in the same task, each record is validated and enriched as it is read (transform);
+1. the Kinesis data source reads each shard in a Spark task (``news_etl.kinesis``);
+2. in the same task, each record is validated and enriched as it is read (``transform``);
 3. Spark's state store drops article ids seen within the dedup horizon
    (``dropDuplicatesWithinWatermark`` on arrival time: the state stays bounded);
-4. executors write Parquet to S3 with pyarrow (sink);
-5. the driver adds the batch's figures to the checkpoint's running totals, once per batch id,
-   prints the batch summary and the averages, and rewrites the metrics file.
+4. executors write Parquet to S3 with pyarrow (``sink``);
+5. the driver adds the batch's figures to the checkpoint's running totals (``state``), once per
+   batch id, prints the batch summary and the averages (``report``), and rewrites the metrics file.
 """
 
 from __future__ import annotations
@@ -22,25 +22,24 @@ import os
 import re
 import sys
 import time
-import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
-from pathlib import Path
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from averages import BatchResult, RunState, averages_table, daily, merge_windows, quarantine_gate
-from kinesis_source import KinesisDataSource, ShardEnd, ShardEndStore, describe_trimmed, kinesis_client
-from settings import Settings, parse_settings
-from sink import RESULT_SCHEMA, batch_writer
-from transform import PREPARED_SPARK_SCHEMA, output_rows
+from news_etl.aws import kinesis_client, s3_client
+from news_etl.kinesis import KinesisDataSource, ShardEnd, ShardEndStore
+from news_etl.report import batch_report, show, totals_report
+from news_etl.schemas import ENRICHED, PREPARED_SPARK_SCHEMA, QUARANTINED
+from news_etl.settings import ConfigurationError, Settings, parse_settings
+from news_etl.sink import RESULT_SCHEMA, batch_writer
+from news_etl.state import BatchResult, RunState, load_state, merge_windows, quarantine_gate, save_json
+from news_etl.transform import output_rows
 
 log = logging.getLogger("etl")
 
-HERE = Path(__file__).resolve().parent
 IDLE_POLL_S = 1.0
 # The JIT's quick tier only: C2 spends more CPU compiling Spark's code than it saves in runs of
 # this job's size (bench: a third less CPU per record, half the start-up CPU; BENCHMARKS.md).
@@ -48,44 +47,7 @@ JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
 EXIT_QUARANTINE_GATE = 3
 
 
-class ConfigurationError(RuntimeError):
-    """The job cannot start with these settings (one line for the user)."""
-
-
 # --- Preflight: fail in one line before Spark starts -----------------------------------------
-
-
-def load_state(settings: Settings, stream_created: str) -> RunState:
-    """The checkpoint's running totals; a new checkpoint gets a run id that names its files."""
-    path = Path(settings.state_file)
-    if not path.exists():
-        state = RunState(settings.stream, settings.bucket, run_id=uuid.uuid4().hex[:8], stream_created=stream_created)
-        save_json(settings.state_file, asdict(state))
-        return state
-    state = RunState(**json.loads(path.read_text()))
-    if state.stream != settings.stream:
-        raise ConfigurationError(
-            f"checkpoint {settings.checkpoint} belongs to stream {state.stream!r}, not {settings.stream!r}"
-        )
-    if not state.stream_created:  # a checkpoint from before the creation time was recorded
-        state.stream_created = stream_created
-        save_json(settings.state_file, asdict(state))
-    if state.stream_created != stream_created:  # its offsets name records of a stream that is gone
-        raise ConfigurationError(
-            f"checkpoint {settings.checkpoint} belongs to stream {state.stream!r} created {state.stream_created}, "
-            f"but that stream was re-created {stream_created} (an emulator restart does this): "
-            "start from a new --checkpoint (docker compose: make down)"
-        )
-    return state
-
-
-def save_json(path: str, document: dict) -> None:
-    """Replace ``path`` atomically: readers see the old or the new file, never half of one."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text(json.dumps(document, indent=1))
-    os.replace(temporary, target)
 
 
 def preflight(settings: Settings) -> RunState:
@@ -103,7 +65,7 @@ def preflight(settings: Settings) -> RunState:
             f"retention period ({retention} h)"
         )
     try:
-        boto3.client("s3", region_name=os.environ.get("AWS_REGION")).head_bucket(Bucket=settings.bucket)
+        s3_client().head_bucket(Bucket=settings.bucket)
     except ClientError as error:
         if error.response["Error"]["Code"] in ("404", "NoSuchBucket", "403"):
             raise ConfigurationError(f"bucket {settings.bucket!r} not found or not accessible") from None
@@ -115,12 +77,11 @@ def preflight(settings: Settings) -> RunState:
 
 
 def build_session(settings: Settings) -> SparkSession:
+    """A session for the job. Python workers import ``news_etl``: installed where the driver runs,
+    and on a cluster installed on the workers or shipped to them as one zip (``--py-files``)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if settings.master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # one machine: stay on loopback
-    # Python workers (the source's planner on the driver, tasks on executors) import this
-    # folder's modules; the JVM passes PYTHONPATH on to the workers it starts.
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
     builder = (
         SparkSession.builder.master(settings.master)
         .appName(f"news-etl-{settings.stream}")
@@ -134,7 +95,7 @@ def build_session(settings: Settings) -> SparkSession:
         .config("spark.executor.extraJavaOptions", JVM_OPTIONS)
     )
     for name, value in os.environ.items():  # executors on other hosts need the same settings
-        if name.startswith("AWS_") or name == "PYTHONPATH":
+        if name.startswith("AWS_"):
             builder = builder.config(f"spark.executorEnv.{name}", value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
@@ -150,7 +111,7 @@ def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     articles = (
         spark.readStream.format("kinesis")
         .schema(PREPARED_SPARK_SCHEMA)
-        .option("decoder", "transform:classify")
+        .option("decoder", "news_etl.transform:classify")
         .option("streamName", settings.stream)
         .option("metadataPath", settings.shard_ends)
         .option("startingPosition", settings.starting_position)
@@ -175,8 +136,8 @@ def batch_result(files: list[dict], ends: dict[str, ShardEnd]) -> BatchResult:
         merge_windows(hourly, json.loads(file["hourly"]))
     return BatchResult(
         records_read=sum(end.records for end in ends.values()),
-        enriched=sum(f["rows"] for f in files if f["kind"] == "enriched"),
-        quarantined=sum(f["rows"] for f in files if f["kind"] == "quarantine"),
+        enriched=sum(f["rows"] for f in files if f["kind"] == ENRICHED),
+        quarantined=sum(f["rows"] for f in files if f["kind"] == QUARANTINED),
         hourly=hourly,
         trimmed_gaps=sum(1 for end in ends.values() if end.trimmed),
     )
@@ -204,24 +165,7 @@ class BatchHandler:
             save_json(self.settings.metrics_json, self.state.metrics())
         if result.records_read:
             self.rows_seen_at = time.monotonic()
-        elapsed = time.monotonic() - started
-        lag = ", ".join(f"{shard} {end.millis_behind_latest} ms (executor {end.executor or '?'})"
-                        for shard, end in sorted(ends.items()))  # fmt: skip
-        print(
-            f"batch {batch_id}: read {result.records_read}, enriched {result.enriched}, "
-            f"quarantined {result.quarantined}, duplicates {result.duplicates_dropped}, "
-            f"{result.records_read / max(elapsed, 1e-9):.0f} rec/s, lag: {lag or 'n/a'}",
-            flush=True,
-        )
-        for shard_id, end in sorted(ends.items()):
-            if end.trimmed:
-                print(f"  TRIMMED: {describe_trimmed(self.settings.stream, shard_id, end.trimmed)}", flush=True)
-        hours = set(result.hourly)
-        days = {hour[:10] for hour in hours}
-        print(averages_table("  hourly average word_count (cumulative), windows in this batch:",
-                             self.state.hourly, hours), flush=True)  # fmt: skip
-        print(averages_table("  daily average word_count (cumulative), windows in this batch:",
-                             daily(self.state.hourly), days), flush=True)  # fmt: skip
+        show(batch_report(self.settings.stream, batch_id, result, ends, self.state, time.monotonic() - started))
 
 
 def run(spark: SparkSession, settings: Settings, state: RunState) -> None:
@@ -250,16 +194,6 @@ def run(spark: SparkSession, settings: Settings, state: RunState) -> None:
             query.stop()
     if query.exception():
         raise query.exception()
-
-
-def print_totals(state: RunState) -> None:
-    print(
-        f"\ntotals on this checkpoint: read {state.records_read}, enriched {state.enriched}, "
-        f"quarantined {state.quarantined}, duplicates dropped {state.duplicates_dropped}"
-        + (f", TRIMMED before read at {state.trimmed_gaps} place(s): see the batch lines" if state.trimmed_gaps else "")
-    )
-    print(averages_table("hourly average word_count (all windows):", state.hourly))
-    print(averages_table("daily average word_count (all windows):", daily(state.hourly)), flush=True)
 
 
 def root_cause(error: Exception) -> str:
@@ -292,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         spark.stop()
-    print_totals(state)
+    show(totals_report(state))
     log.info("run took %.1f s", (datetime.now(UTC) - started).total_seconds())
     gate = quarantine_gate(
         state.records_read - read_before, state.quarantined - quarantined_before, settings.max_quarantine_ratio

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from queue import Empty
 
-from articles import Record
+from news_populate.articles import Record
 
 log = logging.getLogger(__name__)
 

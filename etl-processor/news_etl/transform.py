@@ -3,8 +3,8 @@
 Each payload is decoded and parsed once, by Python's ``json``, in the task that read it from
 Kinesis (``classify`` is the source's decoder; ``prepare_records`` applies it to a DataFrame of
 raw records): the verdict, the typed fields and ``word_count`` come out of that one parse as
-Arrow columns. The article contract is in README.md ("Article contract"); the tests hold an
-independent reference of it in ``tests/contract.py``.
+Arrow columns. The article contract is in docs/contract.md; the tests hold an independent
+reference of it in ``tests/support/contract.py``.
 
 Why not Spark built-ins: the strict contract needs VARIANT (``from_json`` silently turns a
 number into its text), and parsing 3 KB payloads as VARIANT, then validating them with a dozen
@@ -22,11 +22,20 @@ from datetime import UTC, datetime
 import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema
+
+from news_etl.schemas import (
+    ARTICLE_FIELDS,
+    ENRICHED,
+    ENRICHED_SCHEMA,
+    OUTPUT_COLUMNS,
+    PREPARED_SCHEMA,
+    PREPARED_SPARK_SCHEMA,
+    PROCESSED_AT,
+    QUARANTINED,
+    RECORD_FIELDS,
+)
 
 REQUIRED_FIELDS = ("article_id", "title", "content", "published_at")
-OPTIONAL_FIELDS = ("author", "source", "url", "category", "language")
-ENRICHED, QUARANTINED = "enriched", "quarantine"
 # The ISO-8601 forms the contract accepts: a date, or a date and time with "T" or a space,
 # optional seconds and fraction, optional "Z" or +hh:mm offset. ASCII digits only.
 ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?", re.ASCII)
@@ -37,31 +46,6 @@ SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 MAX_DEPTH = 512
 JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 BRACKET = re.compile(r"[\[\]{}]")
-
-ENRICHED_COLUMNS = (
-    "article_id", "title", "content", "author", "source", "url", "category", "language",
-    "published_at", "word_count", "shard_id", "sequence_number", "arrival_time", "processed_at",
-)  # fmt: skip
-QUARANTINE_COLUMNS = ("raw_data", "error", "shard_id", "sequence_number", "arrival_time", "processed_at")
-# What the writer receives: both outputs' columns, plus where each row goes.
-OUTPUT_COLUMNS = ("kind", "dt", *ENRICHED_COLUMNS, "raw_data", "error")
-
-ARTICLE_FIELDS = ("article_id", "title", "content", *OPTIONAL_FIELDS)
-PREPARED_SCHEMA = pa.schema(
-    [
-        ("kind", pa.string()),
-        ("dedup_key", pa.string()),
-        *[(name, pa.string()) for name in ARTICLE_FIELDS],
-        ("published_at", pa.timestamp("us", tz="UTC")),
-        ("word_count", pa.int32()),
-        ("shard_id", pa.string()),
-        ("sequence_number", pa.string()),
-        ("arrival_time", pa.timestamp("us", tz="UTC")),
-        ("raw_data", pa.binary()),
-        ("error", pa.string()),
-    ]
-)
-PREPARED_SPARK_SCHEMA = from_arrow_schema(PREPARED_SCHEMA)  # the same columns, as Spark declares them
 
 
 class InvalidArticleError(ValueError):
@@ -130,7 +114,7 @@ def word_count(content: str) -> int:
     return len(content.split())
 
 
-PASSED_THROUGH = ("shard_id", "sequence_number", "arrival_time")  # the source's columns, unchanged
+PASSED_THROUGH = [field.name for field in RECORD_FIELDS]  # the source's columns, unchanged
 
 
 def classify(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -162,7 +146,7 @@ def classify_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBat
 
 def prepare_records(raw: DataFrame) -> DataFrame:
     """Classify and enrich a DataFrame of raw records (the data source's schema), as the stream's
-    read tasks do with ``classify`` (etl.py passes it to the source as its decoder).
+    read tasks do with ``classify`` (the job passes it to the source as its decoder).
 
     Valid articles get typed fields, a UTC ``published_at`` timestamp and ``word_count``
     (``len(content.split())``, Python's definition of whitespace); everything else keeps its raw
@@ -180,8 +164,8 @@ def output_rows(records: DataFrame) -> DataFrame:
     return records.select(
         "kind",
         dt.alias("dt"),
-        *[c for c in ENRICHED_COLUMNS if c != "processed_at"],
-        F.current_timestamp().alias("processed_at"),
+        *[name for name in ENRICHED_SCHEMA.names if name != PROCESSED_AT.name],
+        F.current_timestamp().alias(PROCESSED_AT.name),
         "raw_data",
         "error",
     ).select(*OUTPUT_COLUMNS)

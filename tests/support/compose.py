@@ -30,13 +30,15 @@ from pathlib import Path
 
 import yaml
 
-from tests.emulators import LOCALSTACK_VERSION, Emulator, free_port, start_localstack, start_moto
+from tests.support.emulators import LOCALSTACK_VERSION, Emulator, free_port, start_localstack, start_moto
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 INTERPOLATION = re.compile(r"\$\$|\$(?P<bare>[A-Za-z_]\w*)|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 HOST_ENV = ("PATH", "HOME", "LANG", "JAVA_HOME", "TMPDIR")  # what a container's image provides
 HEALTH_TIMEOUT_S = 300
+# The ETL's closing totals line, as a service log shows it (the host and the container compose tests).
+TOTALS = re.compile(r"^totals on this checkpoint: read (\d+), enriched (\d+), quarantined (\d+)", re.MULTILINE)
 
 
 class ComposeError(RuntimeError):

@@ -1,16 +1,21 @@
-"""Cumulative counts and hourly/daily average word counts, kept with the checkpoint.
+"""The checkpoint's running totals: counts, and per hour the articles and words behind the averages.
 
 Each batch's writer tasks report, per UTC hour of ``published_at``, how many articles they
 wrote and how many words those had; ``RunState.apply`` adds them once per batch id (a replayed
 batch is not counted twice). Daily figures are sums of hourly ones, so nothing ever re-reads
-the output, and an update costs the same however long the history. Pure: saving and loading
-are in ``etl.py``.
+the output, and an update costs the same however long the history. The state is one JSON file
+in the checkpoint (``load_state``, ``save_json``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from news_etl.settings import ConfigurationError, Settings
 
 HOUR_FORMAT = "%Y-%m-%dT%H:00:00Z"
 
@@ -97,20 +102,50 @@ def quarantine_gate(read: int, quarantined: int, max_ratio: float | None) -> str
 
 
 def _window_rows(windows: dict[str, list[int]], suffix: str) -> list[dict]:
+    """``word_sum`` is exact; ``avg_word_count`` is rounded to 2 decimals for display
+    (``word_sum / records`` reconciles exactly)."""
     return [
-        {"window_start": start + suffix, "records": records, "avg_word_count": round(words / records, 2)}
+        {"window_start": start + suffix, "records": records, "word_sum": words,
+         "avg_word_count": round(words / records, 2)}
         for start, (records, words) in sorted(windows.items())
-    ]
+    ]  # fmt: skip
 
 
-def averages_table(title: str, windows: dict[str, list[int]], only: Iterable[str] | None = None) -> str:
-    """A fixed-width table of windows (all, or ``only`` those), oldest first."""
-    keys = sorted(set(only) & set(windows) if only is not None else windows)
-    width = max([len(k) for k in keys] + [len("window (UTC)")])
-    lines = [title, f"  {'window (UTC)':<{width}}  {'articles':>9}  {'avg word_count':>14}"]
-    for key in keys:
-        records, words = windows[key]
-        lines.append(f"  {key:<{width}}  {records:>9,}  {words / records:>14.1f}")
-    if not keys:
-        lines.append("  (none)")
-    return "\n".join(lines)
+def save_json(path: str, document: dict) -> None:
+    """Replace ``path`` atomically: readers see the old or the new file, never half of one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_text(json.dumps(document, indent=1))
+    os.replace(temporary, target)
+
+
+def read_state(path: str) -> RunState:
+    return RunState(**json.loads(Path(path).read_text()))
+
+
+def load_state(settings: Settings, stream_created: str) -> RunState:
+    """The checkpoint's running totals; a new checkpoint gets a run id that names its files.
+
+    Raises ``ConfigurationError`` when the checkpoint belongs to another stream, or to an earlier
+    stream of the same name (its offsets name records that are gone).
+    """
+    if not Path(settings.state_file).exists():
+        state = RunState(settings.stream, settings.bucket, run_id=uuid.uuid4().hex[:8], stream_created=stream_created)
+        save_json(settings.state_file, asdict(state))
+        return state
+    state = read_state(settings.state_file)
+    if state.stream != settings.stream:
+        raise ConfigurationError(
+            f"checkpoint {settings.checkpoint} belongs to stream {state.stream!r}, not {settings.stream!r}"
+        )
+    if not state.stream_created:  # a checkpoint from before the creation time was recorded
+        state.stream_created = stream_created
+        save_json(settings.state_file, asdict(state))
+    if state.stream_created != stream_created:  # its offsets name records of a stream that is gone
+        raise ConfigurationError(
+            f"checkpoint {settings.checkpoint} belongs to stream {state.stream!r} created {state.stream_created}, "
+            f"but that stream was re-created {stream_created} (an emulator restart does this): "
+            "start from a new --checkpoint (docker compose: make down)"
+        )
+    return state

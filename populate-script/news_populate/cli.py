@@ -1,8 +1,8 @@
 """Writes fake news articles (plus chosen shares of invalid and duplicate records) to Kinesis.
 
-The entry point for the ``populate`` container and for the host:
+The command line (``python -m news_populate``) for the ``populate`` container and for the host:
 
-    python populate-script/populate.py --stream news --shards 2 --count 1000 --seed 3
+    python -m news_populate --stream news --shards 2 --count 1000 --seed 3
 
 Every flag falls back to an environment variable (see ``--help``). AWS credentials, endpoint and
 region come from the standard chain, ``AWS_ENDPOINT_URL`` and ``AWS_REGION``: nothing is
@@ -26,8 +26,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from articles import Record, RecordKind, generate_records
-from producer import (
+from news_populate.articles import Record, RecordKind, generate_records
+from news_populate.producer import (
     Pacer,
     PutRecordsError,
     PutStats,

@@ -1,0 +1,42 @@
+"""The AWS clients, configured once: boto3 for Kinesis and S3 calls, pyarrow's filesystem for S3 files.
+
+Credentials, region and endpoint come from the standard AWS settings (``AWS_ENDPOINT_URL`` for an
+emulator), so the same code runs against LocalStack, moto and AWS with no branch for either.
+Every client retries with AWS's standard strategy (exponential backoff with full jitter,
+bounded); ``AWS_MAX_ATTEMPTS``, the SDKs' own setting, changes the bound (default 10, rather
+than pyarrow's 3, so that a brief brown-out does not fail a batch; a longer one does, with the
+AWS error, and a restart replays the batch).
+"""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+import pyarrow.fs as pafs
+from botocore.config import Config
+
+MAX_ATTEMPTS = int(os.environ.get("AWS_MAX_ATTEMPTS") or 10)
+BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS}, connect_timeout=5, read_timeout=60)
+
+
+def region() -> str | None:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
+def kinesis_client():
+    """boto3 reads credentials and AWS_ENDPOINT_URL itself; the region is passed on."""
+    return boto3.client("kinesis", region_name=region(), config=BOTO_CONFIG)
+
+
+def s3_client():
+    return boto3.client("s3", region_name=region(), config=BOTO_CONFIG)
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    """pyarrow's S3 client. Unlike boto3 it does not read AWS_ENDPOINT_URL, so it is passed on."""
+    return pafs.S3FileSystem(
+        endpoint_override=os.environ.get("AWS_ENDPOINT_URL") or None,
+        region=region(),
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=MAX_ATTEMPTS),
+    )

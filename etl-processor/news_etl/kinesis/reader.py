@@ -1,0 +1,209 @@
+"""Reading one shard for one batch, inside a Spark task on an executor.
+
+``read_shard`` follows GetRecords' continuation iterators from the batch's start until its
+record limit, its cut-off time, the stream's tip or the end of a closed shard, yields the
+records as Arrow batches, and records where it stopped (``ShardEndStore``). A re-run of the same
+batch finds that record and reads exactly up to it instead (``replay_shard``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime
+
+import pyarrow as pa
+
+from news_etl.kinesis.offsets import ShardPartition, iterator_args
+from news_etl.kinesis.options import parse_timestamp
+from news_etl.kinesis.shard_ends import ShardEnd, ShardEndStore, TrimmedGap, TrimmedRecordsError
+
+SCHEMA = "shard_id string, sequence_number string, partition_key string, arrival_time timestamp, data binary"
+ARROW_SCHEMA = pa.schema(
+    [
+        ("shard_id", pa.string()),
+        ("sequence_number", pa.string()),
+        ("partition_key", pa.string()),
+        ("arrival_time", pa.timestamp("us", tz="UTC")),
+        ("data", pa.binary()),
+    ]
+)
+MAX_RECORDS_PER_CALL = 10_000  # the GetRecords API limit
+
+
+def executor_id() -> str:
+    """The Spark executor this code runs in: Kubernetes sets SPARK_EXECUTOR_ID; standalone and YARN
+    executors name it in their log URL; in local mode the driver is the only executor."""
+    if os.environ.get("SPARK_EXECUTOR_ID"):
+        return os.environ["SPARK_EXECUTOR_ID"]
+    match = re.search(r"[?&]executorId=([^&]+)", os.environ.get("SPARK_LOG_URL_STDERR", ""))
+    return match[1] if match else "driver"
+
+
+def records_to_arrow(shard_id: str, records: list[dict]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array([shard_id] * len(records), pa.string()),
+            pa.array([r["SequenceNumber"] for r in records], pa.string()),
+            pa.array([r["PartitionKey"] for r in records], pa.string()),
+            pa.array([r["ApproximateArrivalTimestamp"] for r in records], pa.timestamp("us", tz="UTC")),
+            pa.array([r["Data"] for r in records], pa.binary()),
+        ],
+        schema=ARROW_SCHEMA,
+    )
+
+
+class ShardReader:
+    """Reads one shard from a position, following GetRecords' continuation iterators.
+
+    A position after a sequence number is read *at* that number first: finding the record still
+    there proves nothing after it was trimmed by retention. Finding another record, or an
+    InvalidArgumentException on the number (AWS answers either way), sets ``trimmed``.
+    """
+
+    def __init__(self, client, stream: str, shard_id: str, position: dict) -> None:
+        self._client, self._stream, self._shard_id = client, stream, shard_id
+        self._position = position
+        self._iterator: str | None = None
+        self._check_at: str | None = position.get("after")  # the last record read before this position
+        self.last_sequence_number: str | None = position.get("after")
+        self.millis_behind_latest = 0
+        self.finished = False
+        self.trimmed: TrimmedGap | None = None
+
+    def _get_iterator(self, **args) -> str:
+        return self._client.get_shard_iterator(StreamName=self._stream, ShardId=self._shard_id, **args)["ShardIterator"]
+
+    def _fresh_iterator(self) -> str:
+        if self._check_at:
+            try:
+                return self._get_iterator(ShardIteratorType="AT_SEQUENCE_NUMBER", StartingSequenceNumber=self._check_at)
+            except self._client.exceptions.InvalidArgumentException as error:
+                if "startingsequencenumber" not in str(error).lower().replace(" ", ""):
+                    raise
+                self._note_gap()
+                self.last_sequence_number, self._position = None, {}
+                return self._get_iterator(ShardIteratorType="TRIM_HORIZON")  # where the shard's records now start
+        position = {"after": self.last_sequence_number} if self.last_sequence_number else self._position
+        return self._get_iterator(**iterator_args(position))
+
+    def next_records(self, limit: int) -> list[dict]:
+        """The next up to ``limit`` records; sets ``finished`` at the end of a closed shard."""
+        if self._iterator is None:
+            self._iterator = self._fresh_iterator()
+        if self._check_at:
+            limit = min(limit + 1, MAX_RECORDS_PER_CALL)  # room for the already-read record read at
+        try:
+            response = self._client.get_records(ShardIterator=self._iterator, Limit=limit)
+        except self._client.exceptions.ExpiredIteratorException:
+            self._iterator = self._fresh_iterator()  # iterators live 5 minutes: resume after the last record
+            response = self._client.get_records(ShardIterator=self._iterator, Limit=limit)
+        records = response["Records"]
+        self.millis_behind_latest = response.get("MillisBehindLatest", 0)
+        self._iterator = response.get("NextShardIterator")
+        self.finished = self._iterator is None
+        if self._check_at or (self.trimmed and self.trimmed.resumed_at is None):
+            records = self._check_first(records)
+        if records:
+            self.last_sequence_number = records[-1]["SequenceNumber"]
+        return records
+
+    def _note_gap(self) -> None:
+        """The record read at is gone: those after it were trimmed; where reading resumed comes next."""
+        self.trimmed = TrimmedGap(after=self._check_at)
+        self._check_at = None
+
+    def _check_first(self, records: list[dict]) -> list[dict]:
+        """Drop the already-read record read at; or, where it is gone, note the gap and where reading resumed."""
+        if self._check_at and records and records[0]["SequenceNumber"] == self._check_at:
+            self._check_at = None
+            return records[1:]
+        # An empty page proves nothing on an open shard (GetRecords may answer empty pages short
+        # of a record); a closed shard read to its end without the record does.
+        if self._check_at and (records or self.finished):
+            self._note_gap()
+        if records and self.trimmed:
+            first = records[0]
+            self.trimmed = replace(self.trimmed, resumed_at=first["SequenceNumber"],
+                                   resumed_arrival=first["ApproximateArrivalTimestamp"].isoformat())  # fmt: skip
+        return records
+
+
+def arrived_after(record: dict, until: datetime | None) -> bool:
+    return until is not None and record["ApproximateArrivalTimestamp"] > until
+
+
+def first_late(records: list[dict], until: datetime | None) -> int:
+    """Index of the first record that arrived after ``until`` (len(records) if none).
+
+    Arrival times are approximate: the cut is at the first late record, so none is skipped.
+    """
+    if until is None:
+        return len(records)
+    return next((i for i, record in enumerate(records) if arrived_after(record, until)), len(records))
+
+
+def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Iterator[pa.RecordBatch]:
+    """Yield the shard's records for this batch, then record (or respect) where the batch ends."""
+    recorded = store.get(partition.batch, partition.shard_id)
+    if recorded is not None:
+        yield from replay_shard(client, partition, recorded)
+        return
+    reader = ShardReader(client, partition.stream, partition.shard_id, partition.position)
+    until = parse_timestamp(partition.until) if partition.until else None
+    remaining = partition.max_records or math.inf
+    read = 0
+    caught_up = False
+    while remaining > 0 and not reader.finished and not caught_up:
+        before = reader.last_sequence_number
+        records = reader.next_records(int(min(remaining, MAX_RECORDS_PER_CALL)))
+        if reader.trimmed and partition.fail_on_trimmed:
+            raise TrimmedRecordsError.of(partition.stream, partition.shard_id, reader.trimmed)
+        cut = first_late(records, until)
+        kept = records[:cut]
+        if cut < len(records):  # past the batch's cut-off: stop before those
+            caught_up, reader.finished = True, False
+            reader.last_sequence_number = kept[-1]["SequenceNumber"] if kept else before
+        else:
+            caught_up = reader.millis_behind_latest == 0 and not reader.finished
+        if kept:
+            read += len(kept)
+            remaining -= len(kept)
+            yield records_to_arrow(partition.shard_id, kept)
+    # A gap is reported once: by the batch that reads past it, or finds a closed shard empty.
+    gap = reader.trimmed if reader.trimmed and (reader.trimmed.resumed_at or reader.finished) else None
+    end = ShardEnd(
+        last_sequence_number=reader.last_sequence_number,
+        records=read,
+        finished=reader.finished,
+        caught_up=caught_up,
+        millis_behind_latest=reader.millis_behind_latest,
+        trimmed=gap,
+        executor=executor_id(),
+    )
+    store.put(partition.batch, partition.shard_id, end)
+
+
+def replay_shard(client, partition: ShardPartition, recorded: ShardEnd) -> Iterator[pa.RecordBatch]:
+    """Read exactly the records an earlier attempt of this batch read: up to its recorded end."""
+    if recorded.records == 0:
+        return
+    reader = ShardReader(client, partition.stream, partition.shard_id, partition.position)
+    end = int(recorded.last_sequence_number)
+    read = 0
+    while read < recorded.records:
+        records = reader.next_records(MAX_RECORDS_PER_CALL)
+        kept = [r for r in records if int(r["SequenceNumber"]) <= end]
+        read += len(kept)
+        if kept:
+            yield records_to_arrow(partition.shard_id, kept)
+        if len(kept) < len(records) or reader.finished or (not records and reader.millis_behind_latest == 0):
+            break
+    if read != recorded.records:
+        raise RuntimeError(
+            f"replay of batch {partition.batch} on {partition.stream}/{partition.shard_id} found {read} records "
+            f"where the first read found {recorded.records}: records were trimmed from the shard meanwhile"
+        )

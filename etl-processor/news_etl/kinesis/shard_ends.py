@@ -1,0 +1,125 @@
+"""Where the read of each shard stopped, per batch: what makes a replayed batch exact.
+
+Kinesis cannot cheaply say where a shard ends, so a batch's offset cannot name its last sequence
+numbers in advance. Instead the task that first reads a shard for batch N records where it
+stopped (a ``ShardEnd``) before Spark can use its rows; any re-run of batch N (a retried task, a
+restarted query) reads exactly up to that recorded end, and batch N+1 starts after it. The
+awslabs spark-sql-kinesis-connector's metadata committer does the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass
+
+import pyarrow.fs as pafs
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrimmedGap:
+    """Records the stream's retention removed before they were read (Kinesis does not say how many)."""
+
+    after: str | None  # the last record read before the gap; None: the shard had not been read
+    resumed_at: str | None = None  # the first record read after the gap, once a batch reads one
+    resumed_arrival: str | None = None  # that record's arrival time, ISO-8601
+    shard_expired: bool = False  # the whole shard left the stream before it was read to its end
+
+    def describe(self, stream: str, shard_id: str) -> str:
+        """One line: which records were trimmed before they were read, and where reading went on."""
+        after = f"after sequence number {self.after}" if self.after else "not yet read"
+        if self.shard_expired:
+            where = "the whole shard has expired from the stream"
+        elif self.resumed_at:
+            where = f"reading resumed at {self.resumed_at}, which arrived {self.resumed_arrival}"
+        else:
+            where = "nothing older is left in the shard"
+        return (
+            f"{stream}/{shard_id}: records {after} were trimmed by the stream's retention before they were read "
+            f"(Kinesis does not say how many); {where}"
+        )
+
+
+class TrimmedRecordsError(RuntimeError):
+    """Records were trimmed by the stream's retention before they were read (``failOnTrimmed``)."""
+
+    @classmethod
+    def of(cls, stream: str, shard_id: str, gap: TrimmedGap) -> TrimmedRecordsError:
+        return cls(f"{gap.describe(stream, shard_id)} (--fail-on-trimmed)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardEnd:
+    """Where the read of one shard for one batch stopped, as the executor recorded it."""
+
+    last_sequence_number: str | None  # None: nothing was read
+    records: int
+    finished: bool  # a closed shard read to its end
+    caught_up: bool  # reached the stream's tip (or the batch's cut-off)
+    millis_behind_latest: int
+    trimmed: TrimmedGap | None = None  # records this batch should have read first were trimmed
+    executor: str = ""  # the Spark executor whose task read the shard
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, text: bytes) -> ShardEnd:
+        fields = json.loads(text)
+        trimmed = fields.pop("trimmed", None)
+        return cls(**fields, trimmed=TrimmedGap(**trimmed) if trimmed else None)
+
+
+class ShardEndStore:
+    """Per batch and shard, where reading stopped: a JSON file written once, read on replay.
+
+    ``path`` is a local directory or any URI pyarrow can open (``s3://bucket/prefix`` on a
+    cluster whose executors do not share a disk with the driver).
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def _fs(self) -> tuple[pafs.FileSystem, str]:
+        if "://" in self._path and not self._path.startswith("file://"):
+            filesystem, root = pafs.FileSystem.from_uri(self._path)
+        else:
+            filesystem, root = pafs.LocalFileSystem(), os.path.abspath(self._path.removeprefix("file://"))
+        return filesystem, root.rstrip("/")
+
+    def get(self, batch: int, shard_id: str) -> ShardEnd | None:
+        filesystem, root = self._fs()
+        try:
+            with filesystem.open_input_stream(f"{root}/{batch:012d}/{shard_id}.json") as stream:
+                return ShardEnd.from_json(stream.read())
+        except FileNotFoundError:
+            return None
+
+    def put(self, batch: int, shard_id: str, end: ShardEnd) -> None:
+        """Write atomically: a temporary file renamed into place."""
+        filesystem, root = self._fs()
+        directory = f"{root}/{batch:012d}"
+        filesystem.create_dir(directory, recursive=True)
+        temporary = f"{directory}/.{shard_id}.{uuid.uuid4().hex}.tmp"
+        with filesystem.open_output_stream(temporary) as stream:
+            stream.write(end.to_json())
+        filesystem.move(temporary, f"{directory}/{shard_id}.json")
+
+    def load(self, batch: int) -> dict[str, ShardEnd]:
+        filesystem, root = self._fs()
+        selector = pafs.FileSelector(f"{root}/{batch:012d}", allow_not_found=True)
+        ends = {}
+        for info in filesystem.get_file_info(selector):
+            name = info.base_name
+            if name.endswith(".json") and not name.startswith("."):
+                with filesystem.open_input_stream(info.path) as stream:
+                    ends[name.removesuffix(".json")] = ShardEnd.from_json(stream.read())
+        return ends
+
+    def forget_before(self, batch: int) -> None:
+        """Drop the records of batches before ``batch``: no replay can need them."""
+        filesystem, root = self._fs()
+        for info in filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
+            if info.type == pafs.FileType.Directory and info.base_name.isdigit() and int(info.base_name) < batch:
+                filesystem.delete_dir(info.path)

@@ -1,0 +1,75 @@
+"""The services' entry points run as subprocesses on the host, pointed at an emulator.
+
+Each service is an installed package run with ``python -m``: the ETL (``news_etl``), its
+operator tools (``news_etl.tools inspect|verify``) and populate (``news_populate``), so a test
+starts them exactly as a user does, in a process of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.support.emulators import Emulator
+
+ETL_MODULE = "news_etl"
+TOOLS_MODULE = "news_etl.tools"
+POPULATE_MODULE = "news_populate"
+UNTIL = "2026-11-20T12:00:00Z"  # --until for populate: fixed publication dates, so seeded runs repeat
+
+
+def job_env(emulator: Emulator, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The test process's environment, pointed at ``emulator``, plus ``env``."""
+    return {**os.environ, **emulator.env(), **(env or {})}
+
+
+def run_module(
+    module: str, args: list[str], emulator: Emulator, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``python -m module args`` to completion, pointed at ``emulator`` (plus ``env``)."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=job_env(emulator, env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def populate(emulator: Emulator, stream: str, *args: str) -> None:
+    """populate into ``stream`` with publication dates up to UNTIL; it must exit 0."""
+    result = run_module(POPULATE_MODULE, ["--stream", stream, "--until", UNTIL, *args], emulator)
+    assert result.returncode == 0, result.stderr
+
+
+def etl_args(stream: str, bucket: str, checkpoint, *args: str) -> list[str]:
+    """The ETL's flags for ``stream`` into ``bucket`` on ``local[2]``, then ``args``."""
+    return ["--stream", stream, "--bucket", bucket, "--checkpoint", str(checkpoint), "--master", "local[2]", *args]
+
+
+def etl(
+    emulator: Emulator, stream: str, bucket: str, checkpoint, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """One run of the ETL to its exit (ten minutes at most)."""
+    return run_module(ETL_MODULE, etl_args(stream, bucket, checkpoint, *args), emulator, timeout=600, env=env)
+
+
+def start_etl(
+    emulator: Emulator,
+    stream: str,
+    bucket: str,
+    checkpoint,
+    *args: str,
+    stdout=subprocess.PIPE,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """The job as a background process group (so a test can SIGKILL all of it, JVM included).
+
+    Its log (stderr) goes to ``<checkpoint>.log``; its stdout to a pipe, unless ``stdout`` says.
+    """
+    argv = [sys.executable, "-m", ETL_MODULE, *etl_args(stream, bucket, checkpoint, *args)]
+    with open(f"{checkpoint}.log", "a") as log:
+        return subprocess.Popen(
+            argv, env=job_env(emulator, env), stdout=stdout, stderr=log, text=True, start_new_session=True
+        )
