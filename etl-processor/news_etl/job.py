@@ -20,12 +20,15 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pyspark import SparkFiles
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -33,7 +36,7 @@ from news_etl.aws import kinesis_client, s3_client
 from news_etl.kinesis import KinesisDataSource, ShardEnd, ShardEndStore
 from news_etl.report import batch_report, show, totals_report
 from news_etl.schemas import ENRICHED, PREPARED_SPARK_SCHEMA, QUARANTINED
-from news_etl.settings import ConfigurationError, Settings, parse_settings
+from news_etl.settings import LOCAL_MASTER, ConfigurationError, Settings, parse_settings
 from news_etl.sink import RESULT_SCHEMA, batch_writer
 from news_etl.state import BatchResult, RunState, load_state, merge_windows, quarantine_gate, save_json
 from news_etl.transform import output_rows
@@ -45,6 +48,7 @@ IDLE_POLL_S = 1.0
 # this job's size (bench: a third less CPU per record, half the start-up CPU; BENCHMARKS.md).
 JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
 EXIT_QUARANTINE_GATE = 3
+STREAMING_ARTIFACTS = "streaming_job"  # Spark's artifact folder for streaming queries' Python planners
 
 
 # --- Preflight: fail in one line before Spark starts -----------------------------------------
@@ -76,15 +80,24 @@ def preflight(settings: Settings) -> RunState:
 # --- Spark ------------------------------------------------------------------------------------
 
 
+def spark_master(settings: Settings) -> str | None:
+    """``--master``; else None under spark-submit, whose ``--master`` counts (spark-submit starts the
+    driver's JVM first and tells PySpark its gateway port, as PySpark's own launcher checks); else local."""
+    if settings.master:
+        return settings.master
+    return None if "PYSPARK_GATEWAY_PORT" in os.environ else LOCAL_MASTER
+
+
 def build_session(settings: Settings) -> SparkSession:
     """A session for the job. Python workers import ``news_etl``: installed where the driver runs,
     and on a cluster installed on the workers or shipped to them as one zip (``--py-files``)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    if settings.master.startswith("local"):
+    master = spark_master(settings)
+    if master and master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # one machine: stay on loopback
+    builder = SparkSession.builder if master is None else SparkSession.builder.master(master)
     builder = (
-        SparkSession.builder.master(settings.master)
-        .appName(f"news-etl-{settings.stream}")
+        builder.appName(f"news-etl-{settings.stream}")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "4")
         # Every Spark batch must be one of the source's batches (they share their number).
@@ -99,8 +112,26 @@ def build_session(settings: Settings) -> SparkSession:
             builder = builder.config(f"spark.executorEnv.{name}", value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    share_py_files_with_the_source_planner(spark)
     spark.dataSource.register(KinesisDataSource)
     return spark
+
+
+def share_py_files_with_the_source_planner(spark: SparkSession) -> None:
+    """Make ``spark-submit --py-files`` importable where Spark plans a Python streaming source.
+
+    spark-submit puts the py-files in SparkFiles' root folder, but Spark 4.3 starts the driver's
+    Python process that plans a streaming Python data source with ``streaming_job`` as its
+    artifact folder, a subfolder of that root, and adds the py-files from there: without this,
+    ``news_etl`` shipped as one zip fails to load on the driver (ModuleNotFoundError, measured
+    in tests/integration/test_cluster.py), although the executors import it.
+    """
+    root = Path(SparkFiles.getRootDirectory())
+    for name in spark.sparkContext._python_includes or []:
+        shipped, planner_copy = root / name, root / STREAMING_ARTIFACTS / name
+        if shipped.is_file() and not planner_copy.exists():
+            planner_copy.parent.mkdir(exist_ok=True)
+            shutil.copyfile(shipped, planner_copy)
 
 
 def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:

@@ -12,6 +12,7 @@ from news_etl.kinesis.options import LATEST, TRIM_HORIZON, parse_timestamp
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 STREAM_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 DEFAULT_MAX_RECORDS = 100_000
+LOCAL_MASTER = "local[*]"
 
 
 class ConfigurationError(RuntimeError):
@@ -29,7 +30,7 @@ class Settings:
     max_records_per_batch: int
     starting_position: str
     metrics_json: str | None
-    master: str
+    master: str | None  # None: spark-submit's --master, or LOCAL_MASTER when not run by spark-submit
     dedup_horizon_hours: int
     max_quarantine_ratio: float | None = None
     fail_on_trimmed: bool = False
@@ -88,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("METRICS_JSON"),
         help="rewrite cumulative metrics here after each batch (env METRICS_JSON)",
     )
-    add("--master", default=env("SPARK_MASTER", "local[*]"), help="Spark master URL (env SPARK_MASTER, local[*])")
+    add("--master", default=env("SPARK_MASTER"),
+        help=f"Spark master URL (env SPARK_MASTER; default: spark-submit's --master, else {LOCAL_MASTER})")  # fmt: skip
     add("--dedup-horizon-hours", type=int, default=env("DEDUP_HORIZON_HOURS", "168"),
         help="drop a repeated article_id within this many hours of arrival (env DEDUP_HORIZON_HOURS, 168)")  # fmt: skip
     add("--max-quarantine-ratio", type=float, default=env("MAX_QUARANTINE_RATIO"),

@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.support.emulators import Emulator
+from tests.support.spark_cluster import SPARK_HOME
 
 ETL_MODULE = "news_etl"
 TOOLS_MODULE = "news_etl.tools"
 POPULATE_MODULE = "news_populate"
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE_MAIN = REPO / "etl-processor" / "news_etl" / "__main__.py"  # the script spark-submit runs
 UNTIL = "2026-11-20T12:00:00Z"  # --until for populate: fixed publication dates, so seeded runs repeat
 
 
@@ -53,6 +57,22 @@ def etl(
 ) -> subprocess.CompletedProcess:
     """One run of the ETL to its exit (ten minutes at most)."""
     return run_module(ETL_MODULE, etl_args(stream, bucket, checkpoint, *args), emulator, timeout=600, env=env)
+
+
+def submit_etl(
+    emulator: Emulator,
+    submit: list[str],
+    stream: str,
+    bucket: str,
+    checkpoint,
+    *args: str,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    """The job as docs/cluster.md submits it: ``spark-submit SUBMIT... news_etl/__main__.py FLAGS...``,
+    with no ``--master`` flag of the job's own (spark-submit's counts)."""
+    flags = ["--stream", stream, "--bucket", bucket, "--checkpoint", str(checkpoint), *args]
+    argv = [str(SPARK_HOME / "bin" / "spark-submit"), *submit, str(PACKAGE_MAIN), *flags]
+    return subprocess.run(argv, env=job_env(emulator, env), capture_output=True, text=True, timeout=600)
 
 
 def start_etl(

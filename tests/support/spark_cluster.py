@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,3 +74,18 @@ def start_cluster(work: Path, workers: int = 2, cores: int = 1, memory: str = "1
         cluster.stop()
         raise
     return cluster
+
+
+def runtime_python(folder: Path) -> Path:
+    """A Python with the job's runtime dependencies but not the job: what a cluster node has.
+
+    A virtualenv whose one ``.pth`` line adds this virtualenv's site-packages. Python runs no
+    ``.pth`` file of a folder added that way, so the editable installs of ``news_etl`` and
+    ``news_populate`` stay out: such a Python imports the job only from the zip it is given.
+    """
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (Path(purelib) / "runtime-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return python
