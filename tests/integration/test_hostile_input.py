@@ -2,8 +2,10 @@
 
 hypothesis draws a stream's worth of records: random bytes, deeply nested JSON, articles with
 numbers, lists or nulls where strings belong, duplicated keys, Unicode edge cases (lone
-surrogate escapes, NUL, bidi and zero-width characters, astral planes), and articles close to
-Kinesis's 1 MiB record limit. They are put into moto as they are; one ``--once`` run must exit
+surrogate escapes, NUL, bidi and zero-width characters, astral planes), articles close to
+Kinesis's 1 MiB record limit, and the record-limit shapes that once made validation quadratic
+(tests/support/hostile.py: escaped quotes after deep brackets, unterminated strings, whitespace,
+deep nesting padded out). They are put into moto as they are; one ``--once`` run must exit
 0 and its output must equal what the reference contract (tests/support/contract.py) says of each record.
 Each example is one ETL run (about half a minute), so `make test` runs one hand-built example
 with every kind at its hostile end, and `make faults` adds drawn ones (HOSTILE_EXAMPLES).
@@ -24,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+from tests.support.hostile import RECORD_LIMIT, record_limit_shapes
 from tests.support.jobs import start_etl
 from tests.support.output import assert_exactly_once, tally
 from tests.support.process_tree import PeakRss
@@ -32,7 +35,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 MEMORY_BOUND = 1.5  # a hostile run's peak RSS, relative to a plain run's
 PLAIN_RECORDS = 100  # at least as many as an example has
-RECORD_LIMIT = 1_000_000  # bytes of data per Kinesis record (1 MiB with the partition key)
 EDGE_TEXT = st.text(
     st.characters(codec="utf-8") | st.sampled_from(["\x00", "\u200b", "\u202e", "\ufeff", "\U0001f600", "\u00e9"]),
     max_size=40,
@@ -116,9 +118,15 @@ def partition_key(data: bytes) -> str:
 
 
 def put_all(kinesis, stream: str, records: list[bytes]) -> None:
-    """PutRecords in chunks; every entry must be accepted (moto takes them all, one writer)."""
-    for start in range(0, len(records), 50):
-        entries = [{"Data": data, "PartitionKey": partition_key(data)} for data in records[start : start + 50]]
+    """PutRecords in chunks of at most 50 records and 4 MB (a call takes 5 MB); every entry must be
+    accepted (moto takes them all, one writer)."""
+    chunks: list[list[bytes]] = [[]]
+    for data in records:
+        if len(chunks[-1]) == 50 or sum(map(len, chunks[-1])) + len(data) > 4_000_000:
+            chunks.append([])
+        chunks[-1].append(data)
+    for chunk in chunks:
+        entries = [{"Data": data, "PartitionKey": partition_key(data)} for data in chunk]
         response = kinesis.put_records(StreamName=stream, Records=entries)
         assert response["FailedRecordCount"] == 0
 
@@ -145,6 +153,7 @@ EXPLICIT = [
     f'{{"article_id": "{uuid.UUID(int=7)}", "title": "x", "content": "y z", "published_at": "2026-11-20", '
     f'"article_id": "{uuid.UUID(int=8)}"}}'.encode(),
     json.dumps(_article(article_id=str(uuid.UUID(int=9)), content=" ".join(["word"] * 140_000))).encode(),
+    *record_limit_shapes().values(),
     json.dumps(_article()).encode(),
     json.dumps(_article(content="a later copy of the same id: dropped")).encode(),
 ]

@@ -22,7 +22,7 @@ from news_etl.kinesis import (
     source as planner,
 )
 from news_etl.kinesis.offsets import ShardPartition, iterator_args, readable_shards
-from news_etl.kinesis.reader import ShardReader, read_shard
+from news_etl.kinesis.reader import ShardEndConflictError, ShardReader, read_shard
 from news_etl.settings import parse_settings
 
 STREAM = "news"
@@ -227,6 +227,39 @@ def test_replaying_a_batch_reads_the_same_records_after_more_arrived(kinesis, st
     assert again == first
     assert len(first) == (max_records or 5)
     assert store.get(0, SHARD) == recorded
+
+
+def test_of_two_racing_attempts_the_later_fails_and_a_retry_replays_the_first_recorded_end(kinesis, store):
+    """Attempt A reads 4 records and pauses before recording its end (a zombie); attempt B reads 6,
+    after more arrived, and records first. A fails rather than replace B's end; a retry reads B's 6."""
+    sequences = kinesis.put(SHARD, 4)
+    zombie = read_shard(kinesis, partition(), store)
+    assert next(zombie).column("sequence_number").to_pylist() == sequences
+    sequences += kinesis.put(SHARD, 2)
+    assert read(kinesis, partition(), store) == sequences
+    with pytest.raises(ShardEndConflictError, match=f"another attempt recorded 6 records up to {sequences[-1]}"):
+        next(zombie)
+    assert store.get(0, SHARD).records == 6
+    kinesis.put(SHARD, 3)
+    assert read(kinesis, partition(), store) == sequences
+
+
+def test_an_attempt_that_read_what_was_recorded_succeeds(kinesis, store):
+    """Two attempts that read the same records agree: the second one's put keeps the first end."""
+    sequences = kinesis.put(SHARD, 3)
+    first = read_shard(kinesis, partition(), store)
+    assert next(first).num_rows == 3
+    assert read(kinesis, partition(), store) == sequences  # this one recorded its end
+    assert list(first) == []  # and the paused one finds the same end recorded
+
+
+def test_a_recorded_end_is_never_replaced(store):
+    """put creates the record only if absent, and answers with the one recorded."""
+    first = ShardEnd(last_sequence_number="1001", records=2, finished=False, caught_up=True, millis_behind_latest=0)
+    later = ShardEnd(last_sequence_number="1009", records=9, finished=False, caught_up=True, millis_behind_latest=0)
+    assert store.put(3, SHARD, first) == first
+    assert store.put(3, SHARD, later) == first
+    assert store.load(3) == {SHARD: first}
 
 
 def test_replaying_a_batch_that_read_nothing_yields_nothing(kinesis, store):

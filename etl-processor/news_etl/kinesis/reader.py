@@ -34,6 +34,10 @@ ARROW_SCHEMA = pa.schema(
 MAX_RECORDS_PER_CALL = 10_000  # the GetRecords API limit
 
 
+class ShardEndConflictError(RuntimeError):
+    """Two attempts of one read task read different records: the one whose end was not recorded fails."""
+
+
 def executor_id() -> str:
     """The Spark executor this code runs in: Kubernetes sets SPARK_EXECUTOR_ID; standalone and YARN
     executors name it in their log URL; in local mode the driver is the only executor."""
@@ -184,7 +188,14 @@ def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Itera
         trimmed=gap,
         executor=executor_id(),
     )
-    store.put(partition.batch, partition.shard_id, end)
+    recorded = store.put(partition.batch, partition.shard_id, end)
+    if (recorded.last_sequence_number, recorded.records) != (end.last_sequence_number, end.records):
+        # Another attempt of this task recorded its end first: Spark must not keep these rows.
+        raise ShardEndConflictError(
+            f"batch {partition.batch} on {partition.stream}/{partition.shard_id}: another attempt recorded "
+            f"{recorded.records} records up to {recorded.last_sequence_number}, this one read {end.records} up to "
+            f"{end.last_sequence_number}; a retry reads what was recorded"
+        )
 
 
 def replay_shard(client, partition: ShardPartition, recorded: ShardEnd) -> Iterator[pa.RecordBatch]:

@@ -15,6 +15,9 @@ import uuid
 from dataclasses import asdict, dataclass
 
 import pyarrow.fs as pafs
+from botocore.exceptions import ClientError
+
+from news_etl.aws import s3_client, s3_filesystem
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,22 +74,49 @@ class ShardEnd:
         return cls(**fields, trimmed=TrimmedGap(**trimmed) if trimmed else None)
 
 
-class ShardEndStore:
-    """Per batch and shard, where reading stopped: a JSON file written once, read on replay.
+def _create_if_absent_locally(directory: str, target: str, document: bytes) -> bool:
+    """Write a temporary file, then link it to ``target``: atomic, and refused if ``target`` exists."""
+    os.makedirs(directory, exist_ok=True)
+    temporary = f"{directory}/.{os.path.basename(target)}.{uuid.uuid4().hex}.tmp"
+    with open(temporary, "wb") as stream:
+        stream.write(document)
+    try:
+        os.link(temporary, target)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(temporary)
 
-    ``path`` is a local directory or any URI pyarrow can open (``s3://bucket/prefix`` on a
-    cluster whose executors do not share a disk with the driver).
+
+def _put_if_absent_on_s3(target: str, document: bytes) -> bool:
+    """PutObject with ``If-None-Match: *`` (boto3: pyarrow's S3 client cannot make the put conditional)."""
+    bucket, key = target.split("/", 1)
+    try:
+        s3_client().put_object(Bucket=bucket, Key=key, Body=document, IfNoneMatch="*")
+        return True
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return False
+        raise
+
+
+class ShardEndStore:
+    """Per batch and shard, where reading stopped: a JSON file created once, read on replay.
+
+    ``path`` is a local directory, or ``s3://bucket/prefix`` on a cluster whose executors do not
+    share a disk with the driver.
     """
 
     def __init__(self, path: str) -> None:
+        if "://" in path and not path.startswith(("s3://", "file://")):
+            raise ValueError(f"option metadataPath must be a local path or s3://bucket/prefix, got {path!r}")
         self._path = path
 
     def _fs(self) -> tuple[pafs.FileSystem, str]:
-        if "://" in self._path and not self._path.startswith("file://"):
-            filesystem, root = pafs.FileSystem.from_uri(self._path)
-        else:
-            filesystem, root = pafs.LocalFileSystem(), os.path.abspath(self._path.removeprefix("file://"))
-        return filesystem, root.rstrip("/")
+        if self._path.startswith("s3://"):
+            return s3_filesystem(), self._path.removeprefix("s3://").rstrip("/")
+        return pafs.LocalFileSystem(), os.path.abspath(self._path.removeprefix("file://")).rstrip("/")
 
     def get(self, batch: int, shard_id: str) -> ShardEnd | None:
         filesystem, root = self._fs()
@@ -96,15 +126,21 @@ class ShardEndStore:
         except FileNotFoundError:
             return None
 
-    def put(self, batch: int, shard_id: str, end: ShardEnd) -> None:
-        """Write atomically: a temporary file renamed into place."""
+    def put(self, batch: int, shard_id: str, end: ShardEnd) -> ShardEnd:
+        """Record ``end`` unless an end is recorded already; returns the one that is recorded.
+
+        Created only if absent: an exclusive link locally, a conditional put (``If-None-Match``) on
+        S3. So when two attempts of one read task race (a retry, and a zombie on an executor
+        declared lost), the first end recorded stays, and the other attempt learns of it.
+        """
         filesystem, root = self._fs()
         directory = f"{root}/{batch:012d}"
-        filesystem.create_dir(directory, recursive=True)
-        temporary = f"{directory}/.{shard_id}.{uuid.uuid4().hex}.tmp"
-        with filesystem.open_output_stream(temporary) as stream:
-            stream.write(end.to_json())
-        filesystem.move(temporary, f"{directory}/{shard_id}.json")
+        target = f"{directory}/{shard_id}.json"
+        if isinstance(filesystem, pafs.S3FileSystem):
+            created = _put_if_absent_on_s3(target, end.to_json())
+        else:
+            created = _create_if_absent_locally(directory, target, end.to_json())
+        return end if created else self.get(batch, shard_id)
 
     def load(self, batch: int) -> dict[str, ShardEnd]:
         filesystem, root = self._fs()
