@@ -38,7 +38,16 @@ from news_etl.report import batch_report, show, totals_report
 from news_etl.schemas import ENRICHED, PREPARED_SPARK_SCHEMA, QUARANTINED
 from news_etl.settings import LOCAL_MASTER, ConfigurationError, Settings, parse_settings
 from news_etl.sink import RESULT_SCHEMA, batch_writer
-from news_etl.state import BatchResult, RunState, load_state, merge_windows, quarantine_gate, save_json
+from news_etl.state import (
+    HDFS,
+    ROCKSDB,
+    BatchResult,
+    RunState,
+    load_state,
+    merge_windows,
+    quarantine_gate,
+    save_json,
+)
 from news_etl.transform import output_rows
 
 log = logging.getLogger("etl")
@@ -48,6 +57,7 @@ IDLE_POLL_S = 1.0
 # this job's size (bench: a third less CPU per record, half the start-up CPU; BENCHMARKS.md).
 JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
 EXIT_QUARANTINE_GATE = 3
+ARROW_BATCH_BYTES = 64 * 2**20
 STREAMING_ARTIFACTS = "streaming_job"  # Spark's artifact folder for streaming queries' Python planners
 
 
@@ -88,7 +98,13 @@ def spark_master(settings: Settings) -> str | None:
     return None if "PYSPARK_GATEWAY_PORT" in os.environ else LOCAL_MASTER
 
 
-def build_session(settings: Settings) -> SparkSession:
+STATE_STORE_PROVIDERS = {
+    ROCKSDB: "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+    HDFS: "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
+}
+
+
+def build_session(settings: Settings, state: RunState) -> SparkSession:
     """A session for the job. Python workers import ``news_etl``: installed where the driver runs,
     and on a cluster installed on the workers or shipped to them as one zip (``--py-files``)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -99,10 +115,16 @@ def build_session(settings: Settings) -> SparkSession:
     builder = (
         builder.appName(f"news-etl-{settings.stream}")
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "4")
+        # The checkpoint's own store (Spark would also restore it from the checkpoint's offsets).
+        .config("spark.sql.streaming.stateStore.providerClass", STATE_STORE_PROVIDERS[state.state_store])
+        # RocksDB: each batch uploads the changes it made, not a whole snapshot of the state.
+        .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
         # Every Spark batch must be one of the source's batches (they share their number).
         .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
         .config("spark.speculation", "false")
+        # Arrow batches handed to the writer's Python worker: bounded in bytes too, not only in rows
+        # (10,000 rows of 1 MiB records would be 10 GB in one batch).
+        .config("spark.sql.execution.arrow.maxBytesPerBatch", str(ARROW_BATCH_BYTES))
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.extraJavaOptions", JVM_OPTIONS)  # local mode: its executor too
         .config("spark.executor.extraJavaOptions", JVM_OPTIONS)
@@ -114,7 +136,23 @@ def build_session(settings: Settings) -> SparkSession:
     spark.sparkContext.setLogLevel("WARN")
     share_py_files_with_the_source_planner(spark)
     spark.dataSource.register(KinesisDataSource)
+    fix_state_partitions(spark, settings, state)
     return spark
+
+
+def fix_state_partitions(spark: SparkSession, settings: Settings, state: RunState) -> None:
+    """The dedup state's partitions: the checkpoint's, or for a new one twice the cores Spark has.
+
+    Structured Streaming keeps a checkpoint's state in as many partitions as its first batch
+    used (``spark.sql.shuffle.partitions``), whatever is set later; so the number is chosen once,
+    recorded with the running totals, and a different ``--state-partitions`` on that checkpoint
+    is refused (``state.load_state``). Twice the cores gives each core a task and uneven keys
+    some room; a checkpoint meant to outgrow its first cluster sets it.
+    """
+    if not state.state_partitions:
+        state.state_partitions = 2 * spark.sparkContext.defaultParallelism
+        save_json(settings.state_file, asdict(state))
+    spark.conf.set("spark.sql.shuffle.partitions", str(state.state_partitions))
 
 
 def share_py_files_with_the_source_planner(spark: SparkSession) -> None:
@@ -147,6 +185,7 @@ def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
         .option("metadataPath", settings.shard_ends)
         .option("startingPosition", settings.starting_position)
         .option("maxRecordsPerBatch", str(settings.max_records_per_batch))
+        .option("maxBytesPerBatch", str(settings.max_bytes_per_batch))
         .option("failOnTrimmed", str(settings.fail_on_trimmed).lower())
         .load()
     )
@@ -248,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     started = datetime.now(UTC)
     read_before, quarantined_before = state.records_read, state.quarantined
-    spark = build_session(settings)
+    spark = build_session(settings, state)
     try:
         run(spark, settings, state)
     except Exception as error:  # the query's failure, reported in one line; details are in the log

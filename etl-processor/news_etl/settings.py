@@ -12,6 +12,7 @@ from news_etl.kinesis.options import LATEST, TRIM_HORIZON, parse_timestamp
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 STREAM_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 DEFAULT_MAX_RECORDS = 100_000
+DEFAULT_MAX_BYTES = 256 * 2**20  # about 85,000 articles of 3 KB; 256 records at the 1 MiB limit
 LOCAL_MASTER = "local[*]"
 
 
@@ -28,12 +29,14 @@ class Settings:
     trigger_interval: float
     idle_timeout: float
     max_records_per_batch: int
+    max_bytes_per_batch: int
     starting_position: str
     metrics_json: str | None
     master: str | None  # None: spark-submit's --master, or LOCAL_MASTER when not run by spark-submit
     dedup_horizon_hours: int
     max_quarantine_ratio: float | None = None
     fail_on_trimmed: bool = False
+    state_partitions: int | None = None  # None: the checkpoint's, or for a new one twice the cores at its start
 
     @property
     def spark_checkpoint(self) -> str:
@@ -82,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit after this many seconds without new records; 0 = run forever (env IDLE_TIMEOUT, 0)")  # fmt: skip
     add("--max-records-per-batch", type=int, default=env("MAX_RECORDS_PER_BATCH", str(DEFAULT_MAX_RECORDS)),
         help=f"most records a mini-batch, 0 = all (env MAX_RECORDS_PER_BATCH, {DEFAULT_MAX_RECORDS})")  # fmt: skip
+    add("--max-bytes-per-batch", type=int, default=env("MAX_BYTES_PER_BATCH", str(DEFAULT_MAX_BYTES)),
+        help=f"most payload bytes a mini-batch reads, split across shards (at least one record each), 0 = no limit "
+             f"(env MAX_BYTES_PER_BATCH, {DEFAULT_MAX_BYTES})")  # fmt: skip
     add("--starting-position", default=env("STARTING_POSITION", "trim_horizon"),
         help="for a new checkpoint: trim_horizon, latest or an ISO-8601 time (env STARTING_POSITION)")  # fmt: skip
     add(
@@ -99,7 +105,33 @@ def build_parser() -> argparse.ArgumentParser:
     add("--fail-on-trimmed", action="store_true", default=env("FAIL_ON_TRIMMED", "").lower() in ("1", "true", "yes"),
         help="stop with an error, instead of reporting them, when records were trimmed by the stream's "
              "retention before they were read (env FAIL_ON_TRIMMED)")  # fmt: skip
+    add("--state-partitions", type=int, default=env("STATE_PARTITIONS"),
+        help="partitions of the dedup state, for a new checkpoint (fixed for its life; env STATE_PARTITIONS; "
+             "default: twice the cores Spark has when the checkpoint starts)")  # fmt: skip
     return parser
+
+
+# The numeric settings: the least each may be, and whether that least is allowed itself.
+LOWEST = {
+    "trigger_interval": (0, False),
+    "idle_timeout": (0, True),
+    "max_records_per_batch": (0, True),
+    "max_bytes_per_batch": (0, True),
+    "dedup_horizon_hours": (1, True),
+    "state_partitions": (1, True),
+}
+
+
+def range_error(args: argparse.Namespace) -> str | None:
+    """The first numeric setting out of its range, as one line naming the flag; None if all are in range."""
+    for name, (lowest, allowed) in LOWEST.items():
+        value = getattr(args, name)
+        if value is not None and (value < lowest or (value == lowest and not allowed)):
+            return f"--{name.replace('_', '-')} must be {'at least' if allowed else 'above'} {lowest}, got {value}"
+    ratio = args.max_quarantine_ratio
+    if ratio is not None and not 0 <= ratio <= 1:
+        return f"--max-quarantine-ratio must be between 0 and 1, got {ratio}"
+    return None
 
 
 def parse_settings(argv: list[str] | None = None) -> Settings:
@@ -110,16 +142,9 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         parser.error(f"--stream (STREAM_NAME) must be a Kinesis stream name, got {args.stream!r}")
     if not args.bucket or not BUCKET_NAME.match(args.bucket):
         parser.error(f"--bucket (S3_BUCKET) must be an S3 bucket name, got {args.bucket!r}")
-    if args.trigger_interval <= 0:
-        parser.error(f"--trigger-interval must be above 0, got {args.trigger_interval}")
-    if args.idle_timeout < 0:
-        parser.error(f"--idle-timeout must be 0 or more, got {args.idle_timeout}")
-    if args.max_records_per_batch < 0:
-        parser.error(f"--max-records-per-batch must be 0 or more, got {args.max_records_per_batch}")
-    if args.dedup_horizon_hours < 1:
-        parser.error(f"--dedup-horizon-hours must be at least 1, got {args.dedup_horizon_hours}")
-    if args.max_quarantine_ratio is not None and not 0 <= args.max_quarantine_ratio <= 1:
-        parser.error(f"--max-quarantine-ratio must be between 0 and 1, got {args.max_quarantine_ratio}")
+    out_of_range = range_error(args)
+    if out_of_range:
+        parser.error(out_of_range)
     position = args.starting_position.lower()
     if position not in (TRIM_HORIZON, LATEST):
         try:
@@ -135,10 +160,12 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         trigger_interval=args.trigger_interval,
         idle_timeout=args.idle_timeout,
         max_records_per_batch=args.max_records_per_batch,
+        max_bytes_per_batch=args.max_bytes_per_batch,
         starting_position=position,
         metrics_json=args.metrics_json,
         master=args.master,
         dedup_horizon_hours=args.dedup_horizon_hours,
         max_quarantine_ratio=args.max_quarantine_ratio,
         fail_on_trimmed=args.fail_on_trimmed,
+        state_partitions=args.state_partitions,
     )

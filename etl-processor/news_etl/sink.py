@@ -31,7 +31,10 @@ RESULT_ARROW_SCHEMA = pa.schema(
     [("kind", pa.string()), ("dt", pa.string()), ("path", pa.string()), ("rows", pa.int64()), ("hourly", pa.string())]
 )
 COMPRESSION = "zstd"
-ROW_GROUP_ROWS = 50_000  # rows buffered per file before a row group is written
+# A file's rows are buffered until either bound, then written as one row group: large enough for
+# readers, bounded in memory whatever the records' size (50,000 rows of 1 MiB would be 50 GB).
+ROW_GROUP_ROWS = 50_000
+ROW_GROUP_BYTES = 64 * 2**20
 
 
 def output_path(bucket: str, kind: str, dt: str, run_id: str, batch_id: int) -> str:
@@ -76,20 +79,21 @@ class _File:
         self.hourly: dict[str, list[int]] = {}
         self._filesystem, self._staging = filesystem, staging_path(path)
         self._pending: list[pa.Table] = []
-        self._pending_rows = 0
+        self._pending_rows = self._pending_bytes = 0
         self._writer = pq.ParquetWriter(self._staging, schema, filesystem=filesystem, compression=COMPRESSION)
 
     def add(self, table: pa.Table) -> None:
         self._pending.append(table)
         self._pending_rows += table.num_rows
+        self._pending_bytes += table.nbytes
         self.rows += table.num_rows
-        if self._pending_rows >= ROW_GROUP_ROWS:
+        if self._pending_rows >= ROW_GROUP_ROWS or self._pending_bytes >= ROW_GROUP_BYTES:
             self._flush()
 
     def _flush(self) -> None:
         if self._pending:
             table = pa.concat_tables(self._pending)
-            self._pending, self._pending_rows = [], 0
+            self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
             if self._count_hours:
                 merge_windows(self.hourly, _hourly(table))
             self._writer.write_table(table)

@@ -18,6 +18,10 @@ from pathlib import Path
 from news_etl.settings import ConfigurationError, Settings
 
 HOUR_FORMAT = "%Y-%m-%dT%H:00:00Z"
+# The dedup state's store: RocksDB for new checkpoints, whose memory does not grow with the keys
+# held (BENCHMARKS.md, "Dedup state"); checkpoints made before keep the heap-backed one they have.
+ROCKSDB, HDFS = "rocksdb", "hdfs"
+LEGACY_STATE_PARTITIONS = 4  # what checkpoints made before the setting used (it was fixed in the code)
 
 
 @dataclass
@@ -64,6 +68,8 @@ class RunState:
     duplicates_dropped: int = 0
     trimmed_gaps: int = 0  # places where records were trimmed by retention before they were read
     hourly: dict[str, list[int]] = field(default_factory=dict)
+    state_store: str = ""  # the dedup state's store, fixed when the checkpoint is made ("": made before RocksDB)
+    state_partitions: int = 0  # the dedup state's partitions, fixed when its first batch runs (0: not yet)
 
     def apply(self, batch_id: int, batch: BatchResult) -> bool:
         """Add a batch's figures unless this batch id was applied already. Returns whether it was new."""
@@ -131,10 +137,20 @@ def load_state(settings: Settings, stream_created: str) -> RunState:
     stream of the same name (its offsets name records that are gone).
     """
     if not Path(settings.state_file).exists():
-        state = RunState(settings.stream, settings.bucket, run_id=uuid.uuid4().hex[:8], stream_created=stream_created)
+        state = RunState(settings.stream, settings.bucket, run_id=uuid.uuid4().hex[:8], stream_created=stream_created,
+                         state_store=ROCKSDB, state_partitions=settings.state_partitions or 0)  # fmt: skip
         save_json(settings.state_file, asdict(state))
         return state
     state = read_state(settings.state_file)
+    if not state.state_store:  # made before these were recorded: the store and partitions it was made with
+        state.state_store, state.state_partitions = HDFS, state.state_partitions or LEGACY_STATE_PARTITIONS
+        save_json(settings.state_file, asdict(state))
+    wanted, fixed = settings.state_partitions, state.state_partitions
+    if wanted and fixed and wanted != fixed:
+        raise ConfigurationError(
+            f"--state-partitions {wanted}: checkpoint {settings.checkpoint} keeps its dedup state in {fixed} "
+            "partitions, which Spark cannot change: drop the setting, or start a new --checkpoint"
+        )
     if state.stream != settings.stream:
         raise ConfigurationError(
             f"checkpoint {settings.checkpoint} belongs to stream {state.stream!r}, not {settings.stream!r}"

@@ -122,7 +122,8 @@ def assert_metrics_match_output(emulator: Emulator, bucket: str, metrics_path) -
     assert [w["window_start"] for w in metrics["hourly"]] == sorted(hours)
     for window in metrics["hourly"]:
         counts = hours[window["window_start"]]
-        assert window["records"] == len(counts)
+        assert (window["records"], window["word_sum"]) == (len(counts), sum(counts))
         assert window["avg_word_count"] == pytest.approx(sum(counts) / len(counts), abs=0.005)
     assert sum(d["records"] for d in metrics["daily"]) == len(enriched)
+    assert sum(d["word_sum"] for d in metrics["daily"]) == sum(row["word_count"] for row in enriched)
     return metrics

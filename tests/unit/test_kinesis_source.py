@@ -157,9 +157,9 @@ def store(tmp_path) -> ShardEndStore:
     return ShardEndStore(str(tmp_path / "shard-ends"))
 
 
-def partition(batch=0, position=None, max_records=0, until=None, shard_id=SHARD, metadata_path="unused"):
-    return ShardPartition(stream=STREAM, shard_id=shard_id, batch=batch, position=position or {},
-                          max_records=max_records, until=until, metadata_path=metadata_path)  # fmt: skip
+def partition(batch=0, position=None, max_records=0, until=None, shard_id=SHARD, metadata_path="unused", max_bytes=0):
+    return ShardPartition(stream=STREAM, shard_id=shard_id, batch=batch, position=position or {}, until=until,
+                          max_records=max_records, max_bytes=max_bytes, metadata_path=metadata_path)  # fmt: skip
 
 
 def read(client, part: ShardPartition, store: ShardEndStore) -> list[str]:
@@ -260,6 +260,24 @@ def test_a_recorded_end_is_never_replaced(store):
     assert store.put(3, SHARD, first) == first
     assert store.put(3, SHARD, later) == first
     assert store.load(3) == {SHARD: first}
+
+
+def test_a_byte_budget_ends_the_batch_at_the_last_record_that_fits(kinesis, store):
+    """Payloads of 10 bytes and a budget of 35: the batch reads 3, is not caught up, and the next one
+    reads on from there."""
+    sequences = kinesis.put(SHARD, 8)
+    assert read(kinesis, partition(max_bytes=35), store) == sequences[:3]
+    end = store.get(0, SHARD)
+    assert (end.records, end.last_sequence_number, end.caught_up) == (3, sequences[2], False)
+    rest = partition(batch=1, position={"after": end.last_sequence_number})
+    assert read(kinesis, rest, store) == sequences[3:]
+
+
+def test_a_record_larger_than_the_byte_budget_is_still_read_one_a_batch(kinesis, store):
+    """A budget smaller than one payload: each batch reads one record, so the shard moves on."""
+    sequences = kinesis.put(SHARD, 2)
+    assert read(kinesis, partition(max_bytes=1), store) == sequences[:1]
+    assert read(kinesis, partition(batch=1, position={"after": sequences[0]}, max_bytes=1), store) == sequences[1:]
 
 
 def test_replaying_a_batch_that_read_nothing_yields_nothing(kinesis, store):
@@ -710,6 +728,9 @@ def test_a_relative_checkpoint_is_made_absolute_for_the_executors(clean_env, tmp
         ([*VALID_ARGV, "--max-records-per-batch", "-1"], "--max-records-per-batch"),
         ([*VALID_ARGV, "--starting-position", "soon"], "--starting-position"),
         ([*VALID_ARGV, "--max-quarantine-ratio", "1.5"], "--max-quarantine-ratio"),
+        ([*VALID_ARGV, "--max-bytes-per-batch", "-1"], "--max-bytes-per-batch"),
+        ([*VALID_ARGV, "--state-partitions", "0"], "--state-partitions"),
+        ([*VALID_ARGV, "--idle-timeout", "-1"], "--idle-timeout"),
     ],
     ids=[
         "missing-stream",
@@ -718,6 +739,9 @@ def test_a_relative_checkpoint_is_made_absolute_for_the_executors(clean_env, tmp
         "negative-max-records",
         "bad-starting-position",
         "quarantine-ratio-above-1",
+        "negative-max-bytes",
+        "zero-state-partitions",
+        "negative-idle-timeout",
     ],
 )
 def test_bad_setting_exits_2_with_one_line_naming_the_flag(clean_env, capsys, argv, flag):

@@ -1,7 +1,7 @@
 """Offsets and input partitions: plain JSON dicts that Structured Streaming checkpoints.
 
 An offset names the micro-batch number, its cut-off time (``until``: records that arrive later
-are left for the next batch), the most records a shard may give it, and for every known shard
+are left for the next batch), the most records and payload bytes a shard may give it, and for every known shard
 where that batch starts reading (``after`` a sequence number, ``at_timestamp``, or at the trim
 horizon when neither is set), the shard's ``parents``, and whether it was read to its end
 (``done``). A child shard is read only once all its parents are done, so the records of one
@@ -57,6 +57,7 @@ class ShardPartition(InputPartition):
     batch: int
     position: dict  # "after" or "at_timestamp", or neither: the trim horizon
     max_records: int  # 0: no limit
+    max_bytes: int = 0  # payload bytes at most, but at least one record; 0: no limit
     until: str | None  # the batch's cut-off: records that arrived later are left for the next batch
     metadata_path: str
     fail_on_trimmed: bool = False

@@ -50,6 +50,7 @@ class ReaderOptions:
     metadata_path: str
     starting_position: str = TRIM_HORIZON
     max_records_per_batch: int = 0  # 0: everything available
+    max_bytes_per_batch: int = 0  # payload bytes, split across shards; 0: no limit
     fail_on_trimmed: bool = False  # stop instead of reporting records trimmed before they were read
     decoder: str = ""  # "package.module:function" applied to each batch of raw records in the read task
 
@@ -58,9 +59,9 @@ class ReaderOptions:
         for required in ("streamName", "metadataPath"):
             if not options.get(required):
                 raise ValueError(f"option {required} is required")
-        max_records = int(options.get("maxRecordsPerBatch", "0"))
-        if max_records < 0:
-            raise ValueError("option maxRecordsPerBatch must be 0 or more")
+        max_records, max_bytes = (int(options.get(name, "0")) for name in ("maxRecordsPerBatch", "maxBytesPerBatch"))
+        if max_records < 0 or max_bytes < 0:
+            raise ValueError("options maxRecordsPerBatch and maxBytesPerBatch must be 0 or more")
         fail_on_trimmed = options.get("failOnTrimmed", "false").lower()
         if fail_on_trimmed not in ("true", "false"):
             raise ValueError("option failOnTrimmed must be true or false")
@@ -70,6 +71,7 @@ class ReaderOptions:
             metadata_path=options["metadataPath"],
             starting_position=_starting_position(options.get("startingPosition", TRIM_HORIZON)),
             max_records_per_batch=max_records,
+            max_bytes_per_batch=max_bytes,
             fail_on_trimmed=fail_on_trimmed == "true",
             decoder=_checked_decoder(decoder) if decoder else "",
         )

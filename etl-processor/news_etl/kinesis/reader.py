@@ -150,6 +150,17 @@ def first_late(records: list[dict], until: datetime | None) -> int:
     return next((i for i, record in enumerate(records) if arrived_after(record, until)), len(records))
 
 
+def first_over_budget(records: list[dict], budget: float, *, at_least_one: bool) -> int:
+    """Index of the first record whose payload no longer fits in ``budget`` bytes (len(records) if all
+    fit); with ``at_least_one``, the first record is kept whatever its size, so a batch always moves on."""
+    spent = 0
+    for index, record in enumerate(records):
+        spent += len(record["Data"])
+        if spent > budget:
+            return max(index, 1 if at_least_one else 0)
+    return len(records)
+
+
 def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Iterator[pa.RecordBatch]:
     """Yield the shard's records for this batch, then record (or respect) where the batch ends."""
     recorded = store.get(partition.batch, partition.shard_id)
@@ -159,23 +170,26 @@ def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Itera
     reader = ShardReader(client, partition.stream, partition.shard_id, partition.position)
     until = parse_timestamp(partition.until) if partition.until else None
     remaining = partition.max_records or math.inf
+    budget = partition.max_bytes or math.inf
     read = 0
-    caught_up = False
-    while remaining > 0 and not reader.finished and not caught_up:
+    caught_up = stopped = False
+    while remaining > 0 and budget > 0 and not reader.finished and not caught_up and not stopped:
         before = reader.last_sequence_number
         records = reader.next_records(int(min(remaining, MAX_RECORDS_PER_CALL)))
         if reader.trimmed and partition.fail_on_trimmed:
             raise TrimmedRecordsError.of(partition.stream, partition.shard_id, reader.trimmed)
-        cut = first_late(records, until)
+        late = first_late(records, until)
+        cut = min(late, first_over_budget(records, budget, at_least_one=read == 0))
         kept = records[:cut]
-        if cut < len(records):  # past the batch's cut-off: stop before those
-            caught_up, reader.finished = True, False
+        if cut < len(records):  # past the batch's cut-off or its byte budget: stop before those
+            caught_up, stopped, reader.finished = cut == late, True, False
             reader.last_sequence_number = kept[-1]["SequenceNumber"] if kept else before
         else:
             caught_up = reader.millis_behind_latest == 0 and not reader.finished
         if kept:
             read += len(kept)
             remaining -= len(kept)
+            budget -= sum(len(record["Data"]) for record in kept)
             yield records_to_arrow(partition.shard_id, kept)
     # A gap is reported once: by the batch that reads past it, or finds a closed shard empty.
     gap = reader.trimmed if reader.trimmed and (reader.trimmed.resumed_at or reader.finished) else None

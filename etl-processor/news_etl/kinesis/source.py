@@ -15,7 +15,13 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader
-from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows, SupportsTriggerAvailableNow
+from pyspark.sql.streaming.datasource import (
+    ReadAllAvailable,
+    ReadLimit,
+    ReadMaxBytes,
+    ReadMaxRows,
+    SupportsTriggerAvailableNow,
+)
 
 from news_etl.aws import kinesis_client
 from news_etl.kinesis.offsets import ShardPartition, positions_after, readable_shards
@@ -54,8 +60,11 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return {"stream": self.options.stream, "batch": -1, "until": None, "max_records": 0, "shards": {}}
 
     def getDefaultReadLimit(self) -> ReadLimit:  # noqa: N802
+        """Spark takes one limit; the read tasks enforce the byte budget either way (``max_bytes``)."""
         if self.options.max_records_per_batch:
             return ReadMaxRows(self.options.max_records_per_batch)
+        if self.options.max_bytes_per_batch:
+            return ReadMaxBytes(self.options.max_bytes_per_batch)
         return ReadAllAvailable()
 
     def prepareForTriggerAvailableNow(self) -> None:  # noqa: N802
@@ -85,12 +94,13 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._report_expired(start["batch"] + 1, expired)
         readable = readable_shards(shards)
         max_rows = limit.max_rows if isinstance(limit, ReadMaxRows) else 0
-        per_shard = math.ceil(max_rows / len(readable)) if max_rows and readable else 0
+        max_bytes = limit.max_bytes if isinstance(limit, ReadMaxBytes) else self.options.max_bytes_per_batch
         return {
             "stream": self.options.stream,
             "batch": start["batch"] + 1,
             "until": until,
-            "max_records": per_shard,
+            "max_records": per_shard(max_rows, readable),
+            "max_bytes": per_shard(max_bytes, readable),
             "shards": shards,
         }
 
@@ -164,6 +174,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 batch=end["batch"],
                 position={k: v for k, v in end["shards"][shard_id].items() if k in ("after", "at_timestamp")},
                 max_records=end["max_records"],
+                max_bytes=end.get("max_bytes", 0),  # offsets written before the byte budget have none
                 until=end["until"],
                 metadata_path=self.options.metadata_path,
                 fail_on_trimmed=self.options.fail_on_trimmed,
@@ -181,6 +192,11 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def commit(self, end: dict) -> None:
         if end["batch"] > 0:
             ShardEndStore(self.options.metadata_path).forget_before(end["batch"])
+
+
+def per_shard(limit: int, readable: list[str]) -> int:
+    """A batch's limit shared out among its shards (0: none)."""
+    return math.ceil(limit / len(readable)) if limit and readable else 0
 
 
 def list_shards(client, stream: str) -> list[dict]:
