@@ -117,8 +117,9 @@ faults: install localstack ## Fault matrix (crash cycles, throttling, S3 failure
 		$(BIN)/pytest -m faults -q $(PYTEST_ARGS) || status=$$?; \
 		$(BIN)/python -m bench.faults_table bench/results/faults.jsonl && exit $${status:-0}
 
-bench: install localstack ## Benchmarks (about 30 min): ETL vs raw drain vs naive baseline, populate vs bare loop; bench/results/
+bench: install localstack ## Benchmarks (about 40 min): ETL vs raw drain vs naive baseline, populate vs bare loop, dedup state memory; bench/results/
 	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/python -m bench.bench_etl $(BENCH_ARGS)
+	$(BIN)/python -m bench.state_memory
 
 lint: install ## Lint and check formatting (ruff)
 	$(BIN)/ruff check .

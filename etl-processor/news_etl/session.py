@@ -1,0 +1,111 @@
+"""The job's SparkSession: master, state store, the settings every batch relies on, and its Python files.
+
+Built once per run from the settings and the checkpoint's running totals (which fix the dedup
+state's store and partitions); ``news_etl.job`` starts the query on it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from pyspark import SparkFiles
+from pyspark.sql import SparkSession
+
+from news_etl.kinesis import KinesisDataSource
+from news_etl.settings import LOCAL_MASTER, Settings
+from news_etl.state import HDFS, ROCKSDB, RunState, save_json
+
+# The JIT's quick tier only: C2 spends more CPU compiling Spark's code than it saves in runs of
+# this job's size (bench: a third less CPU per record, half the start-up CPU; BENCHMARKS.md).
+JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+ARROW_BATCH_BYTES = 64 * 2**20
+STREAMING_ARTIFACTS = "streaming_job"  # Spark's artifact folder for streaming queries' Python planners
+
+
+def spark_master(settings: Settings) -> str | None:
+    """``--master``; else None under spark-submit, whose ``--master`` counts (spark-submit starts the
+    driver's JVM first and tells PySpark its gateway port, as PySpark's own launcher checks); else local."""
+    if settings.master:
+        return settings.master
+    return None if "PYSPARK_GATEWAY_PORT" in os.environ else LOCAL_MASTER
+
+
+STATE_STORE_PROVIDERS = {
+    ROCKSDB: "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+    HDFS: "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
+}
+
+
+def build_session(settings: Settings, state: RunState) -> SparkSession:
+    """A session for the job. Python workers import ``news_etl``: installed where the driver runs,
+    and on a cluster installed on the workers or shipped to them as one zip (``--py-files``)."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    master = spark_master(settings)
+    if master and master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # one machine: stay on loopback
+    builder = SparkSession.builder if master is None else SparkSession.builder.master(master)
+    builder = (
+        builder.appName(f"news-etl-{settings.stream}")
+        .config("spark.sql.session.timeZone", "UTC")
+        # The checkpoint's own store (Spark would also restore it from the checkpoint's offsets).
+        .config("spark.sql.streaming.stateStore.providerClass", STATE_STORE_PROVIDERS[state.state_store])
+        # RocksDB: each batch uploads the changes it made, not a whole snapshot of the state; and
+        # its memory (memtables, block cache) is capped per executor (Spark's default, 500 MB),
+        # not left to grow with the instances and the keys they hold.
+        .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
+        .config("spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage", "true")
+        # Every Spark batch must be one of the source's batches (they share their number).
+        .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
+        .config("spark.speculation", "false")
+        # Arrow batches handed to the writer's Python worker: bounded in bytes too, not only in rows
+        # (10,000 rows of 1 MiB records would be 10 GB in one batch).
+        .config("spark.sql.execution.arrow.maxBytesPerBatch", str(ARROW_BATCH_BYTES))
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", JVM_OPTIONS)  # local mode: its executor too
+        .config("spark.executor.extraJavaOptions", JVM_OPTIONS)
+    )
+    for name, value in os.environ.items():  # executors on other hosts need the same settings
+        if name.startswith("AWS_"):
+            builder = builder.config(f"spark.executorEnv.{name}", value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    share_py_files_with_the_source_planner(spark)
+    spark.dataSource.register(KinesisDataSource)
+    fix_state_partitions(spark, settings, state)
+    return spark
+
+
+def fix_state_partitions(spark: SparkSession, settings: Settings, state: RunState) -> None:
+    """The dedup state's partitions: the checkpoint's, or for a new one twice the cores Spark has.
+
+    Structured Streaming keeps a checkpoint's state in as many partitions as its first batch
+    used (``spark.sql.shuffle.partitions``), whatever is set later; so the number is chosen once,
+    recorded with the running totals, and a different ``--state-partitions`` on that checkpoint
+    is refused (``state.load_state``). Twice the cores gives each core a task and uneven keys
+    some room; a checkpoint meant to outgrow its first cluster sets it.
+    """
+    if not state.state_partitions:
+        state.state_partitions = 2 * spark.sparkContext.defaultParallelism
+        save_json(settings.state_file, asdict(state))
+    spark.conf.set("spark.sql.shuffle.partitions", str(state.state_partitions))
+
+
+def share_py_files_with_the_source_planner(spark: SparkSession) -> None:
+    """Make ``spark-submit --py-files`` importable where Spark plans a Python streaming source.
+
+    spark-submit puts the py-files in SparkFiles' root folder, but Spark 4.3 starts the driver's
+    Python process that plans a streaming Python data source with ``streaming_job`` as its
+    artifact folder, a subfolder of that root, and adds the py-files from there: without this,
+    ``news_etl`` shipped as one zip fails to load on the driver (ModuleNotFoundError, measured
+    in tests/integration/test_cluster.py), although the executors import it.
+    """
+    root = Path(SparkFiles.getRootDirectory())
+    for name in spark.sparkContext._python_includes or []:
+        shipped, planner_copy = root / name, root / STREAMING_ARTIFACTS / name
+        if shipped.is_file() and not planner_copy.exists():
+            planner_copy.parent.mkdir(exist_ok=True)
+            shutil.copyfile(shipped, planner_copy)
