@@ -145,6 +145,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     out_of_range = range_error(args)
     if out_of_range:
         parser.error(out_of_range)
+    if args.checkpoint and "://" in args.checkpoint:  # os.path.abspath would make it ./s3:/bucket/... silently
+        parser.error(f"--checkpoint (CHECKPOINT_DIR) must be a filesystem path for now, got {args.checkpoint!r}")
     position = args.starting_position.lower()
     if position not in (TRIM_HORIZON, LATEST):
         try:

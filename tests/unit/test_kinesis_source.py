@@ -731,6 +731,7 @@ def test_a_relative_checkpoint_is_made_absolute_for_the_executors(clean_env, tmp
         ([*VALID_ARGV, "--max-bytes-per-batch", "-1"], "--max-bytes-per-batch"),
         ([*VALID_ARGV, "--state-partitions", "0"], "--state-partitions"),
         ([*VALID_ARGV, "--idle-timeout", "-1"], "--idle-timeout"),
+        ([*VALID_ARGV, "--checkpoint", "s3://bucket/checkpoints"], "--checkpoint"),
     ],
     ids=[
         "missing-stream",
@@ -742,6 +743,7 @@ def test_a_relative_checkpoint_is_made_absolute_for_the_executors(clean_env, tmp
         "negative-max-bytes",
         "zero-state-partitions",
         "negative-idle-timeout",
+        "checkpoint-uri",
     ],
 )
 def test_bad_setting_exits_2_with_one_line_naming_the_flag(clean_env, capsys, argv, flag):
