@@ -27,11 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.measure import run as measured_run
+from news_etl.session import STATE_STORE_PROVIDERS as PROVIDERS
 
-PROVIDERS = {
-    "hdfs": "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
-    "rocksdb": "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
-}
 BATCHES, BATCH_ROWS = 20, 100_000  # every run: the same batches, whatever the number of distinct keys among them
 HEAP = "1g"  # the JVM's heap in each run (local mode: the driver is the executor)
 FLAT = 1.25  # RocksDB's peak with the most keys, relative to its peak with the fewest: the stated bound
