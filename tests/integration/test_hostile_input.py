@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from tests.support.hostile import RECORD_LIMIT, record_limit_shapes
+from tests.support.hostile import article as minimal_article
 from tests.support.jobs import start_etl
 from tests.support.output import assert_exactly_once, tally
 from tests.support.process_tree import PeakRss
@@ -134,31 +135,30 @@ def put_all(kinesis, stream: str, records: list[bytes]) -> None:
         assert response["FailedRecordCount"] == 0
 
 
-def _article(**fields) -> dict:
-    base = {"article_id": str(uuid.UUID(int=1)), "title": "t", "content": "a b", "published_at": "2026-11-20"}
-    return {**base, **fields}
-
-
 # The example `make test` runs: every kind, at its hostile end (hypothesis's own first example
 # would be each kind at its simplest).
 EXPLICIT = [
     b"",
     b"\xff\xfe\x00 not utf-8",
     b"[" * 400 + b"1" + b"]" * 400,
-    json.dumps(_article(article_id=str(uuid.UUID(int=2)), content=[[[[1]]]] * 3)).encode(),
-    json.dumps(_article(article_id=str(uuid.UUID(int=3)), title=12345)).encode(),
-    json.dumps({k: v for k, v in _article(article_id=str(uuid.UUID(int=4))).items() if k != "published_at"}).encode(),
+    json.dumps(minimal_article(article_id=str(uuid.UUID(int=2)), content=[[[[1]]]] * 3)).encode(),
+    json.dumps(minimal_article(article_id=str(uuid.UUID(int=3)), title=12345)).encode(),
     json.dumps(
-        _article(article_id=str(uuid.UUID(int=5)), content="\x00\u200b\u202e\ufeff \U0001f600 \u00e9 ok"),
+        {k: v for k, v in minimal_article(article_id=str(uuid.UUID(int=4))).items() if k != "published_at"}
+    ).encode(),
+    json.dumps(
+        minimal_article(article_id=str(uuid.UUID(int=5)), content="\x00\u200b\u202e\ufeff \U0001f600 \u00e9 ok"),
         ensure_ascii=False,
     ).encode(),
-    json.dumps(_article(article_id=str(uuid.UUID(int=6)))).replace('"title": "', '"title": "\\ud800', 1).encode(),
+    json.dumps(minimal_article(article_id=str(uuid.UUID(int=6))))
+    .replace('"title": "', '"title": "\\ud800', 1)
+    .encode(),
     f'{{"article_id": "{uuid.UUID(int=7)}", "title": "x", "content": "y z", "published_at": "2026-11-20", '
     f'"article_id": "{uuid.UUID(int=8)}"}}'.encode(),
-    json.dumps(_article(article_id=str(uuid.UUID(int=9)), content=" ".join(["word"] * 140_000))).encode(),
+    json.dumps(minimal_article(article_id=str(uuid.UUID(int=9)), content=" ".join(["word"] * 140_000))).encode(),
     *record_limit_shapes().values(),
-    json.dumps(_article()).encode(),
-    json.dumps(_article(content="a later copy of the same id: dropped")).encode(),
+    json.dumps(minimal_article()).encode(),
+    json.dumps(minimal_article(content="a later copy of the same id: dropped")).encode(),
 ]
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "0"))  # drawn ones, besides EXPLICIT
 
@@ -182,7 +182,7 @@ def run_once(emulator, records: list[bytes], tmp_path_factory, *args: str) -> tu
 @pytest.fixture(scope="module")
 def plain_peak(moto, tmp_path_factory) -> int:
     """Peak RSS of the job's process tree over PLAIN_RECORDS ordinary articles."""
-    plain = [json.dumps(_article(article_id=str(uuid.uuid4()), content="a b c " * 300)).encode()
+    plain = [json.dumps(minimal_article(article_id=str(uuid.uuid4()), content="a b c " * 300)).encode()
              for _ in range(PLAIN_RECORDS)]  # fmt: skip
     return run_once(moto, plain, tmp_path_factory)[2]
 
@@ -216,7 +216,7 @@ def test_records_at_the_limit_are_read_in_batches_bounded_in_bytes(moto, tmp_pat
     """400 valid articles of about 1 MB with --max-bytes-per-batch 32 MiB: each written once, and the
     job's peak RSS stays within 2.2x a plain run's."""
     words = " ".join(["word"] * 199_000)
-    records = [json.dumps(_article(article_id=str(uuid.uuid4()), content=words)).encode()
+    records = [json.dumps(minimal_article(article_id=str(uuid.uuid4()), content=words)).encode()
                for _ in range(RECORDS_AT_THE_LIMIT)]  # fmt: skip
     assert all(len(data) <= RECORD_LIMIT for data in records)
     stream, bucket, peak = run_once(moto, records, tmp_path_factory, "--max-bytes-per-batch", str(BYTE_BUDGET))

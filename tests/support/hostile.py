@@ -14,7 +14,8 @@ RECORD_LIMIT = 1_000_000  # bytes of data per Kinesis record (1 MiB with the par
 DEEP = 600  # brackets, past the contract's nesting limit (512), so the nesting check runs
 
 
-def _article(**fields) -> dict:
+def article(**fields) -> dict:
+    """A minimal valid article (id 1), with ``fields`` replacing or adding fields."""
     base = {"article_id": str(uuid.UUID(int=1)), "title": "t", "content": "a b", "published_at": "2026-11-20"}
     return {**base, **fields}
 
@@ -22,9 +23,9 @@ def _article(**fields) -> dict:
 def record_limit_shapes(limit: int = RECORD_LIMIT) -> dict[str, bytes]:
     """Name -> payload of about ``limit`` bytes, each of a shape validation must get through in linear time."""
     prefix = b'{"article_id": "' + str(uuid.UUID(int=30)).encode() + b'", "deep": '
-    valid = json.dumps(_article(article_id=str(uuid.UUID(int=31)), content=""))
+    valid = json.dumps(article(article_id=str(uuid.UUID(int=31)), content=""))
     words = (limit - len(valid)) // 5
-    deep_padded = _article(article_id=str(uuid.UUID(int=32)), padding="")
+    deep_padded = article(article_id=str(uuid.UUID(int=32)), padding="")
     deep_padded["deep"] = "DEEP"
     deep_text = json.dumps(deep_padded).replace('"DEEP"', "[" * 513 + "]" * 513)
     shapes = {
@@ -39,7 +40,7 @@ def record_limit_shapes(limit: int = RECORD_LIMIT) -> dict[str, bytes]:
             '"padding": ""', '"padding": "' + "p" * (limit - len(deep_text) - 10) + '"'
         ).encode(),
         "a valid article at the limit": json.dumps(
-            _article(article_id=str(uuid.UUID(int=31)), content=" ".join(["word"] * words))
+            article(article_id=str(uuid.UUID(int=31)), content=" ".join(["word"] * words))
         ).encode(),
     }
     assert all(len(payload) <= limit for payload in shapes.values()), {k: len(v) for k, v in shapes.items()}

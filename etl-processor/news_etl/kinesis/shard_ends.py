@@ -133,13 +133,13 @@ class ShardEndStore:
         S3. So when two attempts of one read task race (a retry, and a zombie on an executor
         declared lost), the first end recorded stays, and the other attempt learns of it.
         """
-        filesystem, root = self._fs()
-        directory = f"{root}/{batch:012d}"
-        target = f"{directory}/{shard_id}.json"
-        if isinstance(filesystem, pafs.S3FileSystem):
+        if self._path.startswith("s3://"):
+            target = f"{self._path.removeprefix('s3://').rstrip('/')}/{batch:012d}/{shard_id}.json"
             created = _put_if_absent_on_s3(target, end.to_json())
         else:
-            created = _create_if_absent_locally(directory, target, end.to_json())
+            _, root = self._fs()
+            directory = f"{root}/{batch:012d}"
+            created = _create_if_absent_locally(directory, f"{directory}/{shard_id}.json", end.to_json())
         return end if created else self.get(batch, shard_id)
 
     def load(self, batch: int) -> dict[str, ShardEnd]:
