@@ -1,8 +1,7 @@
 """``python -m news_etl``: the job (also the script spark-submit runs: see docs/cluster.md)."""
 
-import sys
-
+from news_etl.aws import exit_process
 from news_etl.job import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -203,7 +203,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"etl: error: {gate}", file=sys.stderr)
         return EXIT_QUARANTINE_GATE
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

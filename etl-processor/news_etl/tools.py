@@ -25,7 +25,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from news_etl.aws import s3_filesystem
+from news_etl.aws import exit_process, s3_filesystem
 from news_etl.schemas import ENRICHED, QUARANTINED
 from news_etl.settings import Settings
 from news_etl.state import HOUR_FORMAT, RunState, read_state
@@ -147,4 +147,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
