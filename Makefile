@@ -37,9 +37,12 @@ CHECKPOINT_DIR ?= checkpoints/$(STREAM_NAME)
 # spark-submit --py-files takes this one file (docs/cluster.md).
 DIST_ZIP := dist/news_etl.zip
 QUIET_PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1
+# The operator tools (inspect, versions, compact) against the emulator's port on the host.
+TOOLS = AWS_ENDPOINT_URL=$(ENDPOINT) AWS_REGION=$${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} \
+	AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} $(BIN)/python -m news_etl.tools
 
-.PHONY: help check install localstack dist up down logs inspect verify faults test test-unit test-compose bench lint fmt \
-	populate etl clean
+.PHONY: help check install localstack dist up down logs inspect verify versions compact faults test test-unit \
+	test-compose bench lint fmt populate etl clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -92,13 +95,18 @@ logs: ## Follow the services' logs
 	$(COMPOSE) --profile moto --profile cluster logs --follow
 
 inspect: install ## List the bucket's objects, count rows, show quarantine reasons, a few rows (EMULATOR=moto too)
-	AWS_ENDPOINT_URL=$(ENDPOINT) AWS_REGION=$${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} \
-		AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} $(BIN)/python -m news_etl.tools inspect --bucket $(S3_BUCKET)
+	$(TOOLS) inspect --bucket $(S3_BUCKET)
 
 verify: install ## Recount the host ETL's S3 output against its checkpoint's metrics (CHECKPOINT_DIR=...)
 	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-$(ENDPOINT)} AWS_REGION=$${AWS_REGION:-us-east-1} \
 		AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} \
 		$(BIN)/python -m news_etl.tools verify --checkpoint $(CHECKPOINT_DIR)
+
+versions: install ## List the enriched Delta table's versions: batch and rows of each (pin one to train on)
+	$(TOOLS) versions --bucket $(S3_BUCKET)
+
+compact: install ## Compact the Delta tables' small files and vacuum (safe while the job runs)
+	$(TOOLS) compact --bucket $(S3_BUCKET)
 
 test: install localstack ## Run all tests; they start their own moto and LocalStack on 127.0.0.1
 	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/pytest -m "not slow and not containers" $(PYTEST_ARGS)
@@ -117,9 +125,10 @@ faults: install localstack ## Fault matrix (crash cycles, throttling, S3 failure
 		$(BIN)/pytest -m faults -q $(PYTEST_ARGS) || status=$$?; \
 		$(BIN)/python -m bench.faults_table bench/results/faults.jsonl && exit $${status:-0}
 
-bench: install localstack ## Benchmarks (about 40 min): ETL vs raw drain vs naive baseline, populate vs bare loop, dedup state memory; bench/results/
+bench: install localstack ## Benchmarks (about 45 min): ETL vs raw drain vs naive baseline, populate vs bare loop, dedup state memory, compaction; bench/results/
 	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/python -m bench.bench_etl $(BENCH_ARGS)
 	$(BIN)/python -m bench.state_memory
+	$(BIN)/python -m bench.compaction
 
 lint: install ## Lint and check formatting (ruff)
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""bench_etl.py's results as markdown tables and a PNG plot."""
+"""The benchmarks' results as markdown tables (printed and written to bench/results) and a PNG plot."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ GOAL_NAMES = {
     "cpu_vs_drain": "ETL CPU per record / drain's",
     "memory_200k_vs_50k": "ETL peak RSS, biggest / middle backlog",
 }
+
+
+def publish(table: str, out: str, name: str) -> None:
+    """Print a markdown table and write it to ``out/name``."""
+    print(table)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / name).write_text(table + "\n")
 
 
 def _run_row(run: dict) -> str:

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.measure import run as measured_run
+from bench.report import publish
 from news_etl.session import STATE_STORE_PROVIDERS as PROVIDERS
 
 BATCHES, BATCH_ROWS = 20, 100_000  # every run: the same batches, whatever the number of distinct keys among them
@@ -149,9 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as work:
         rows = [measure(provider, keys, Path(work)) for keys in sorted(args.keys) for provider in PROVIDERS]
     table = to_markdown(rows)
-    print(table)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "state_memory.md").write_text(table + "\n")
+    publish(table, args.out, "state_memory.md")
     return 0
 
 

@@ -47,6 +47,13 @@ def s3_filesystem() -> pafs.S3FileSystem:
     )
 
 
+def delta_storage_options() -> dict[str, str]:
+    """delta-rs reads credentials, region and AWS_ENDPOINT_URL itself; it refuses plain HTTP (an
+    emulator's endpoint) unless told."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or ""
+    return {"AWS_ALLOW_HTTP": "true"} if endpoint.startswith("http://") else {}
+
+
 def exit_process(code: int) -> NoReturn:
     """End the process with ``code`` once its work is written, skipping interpreter teardown.
 

@@ -1,4 +1,4 @@
-"""The ETL job: Kinesis -> Spark Structured Streaming -> enriched Parquet on S3.
+"""The ETL job: Kinesis -> Spark Structured Streaming -> enriched Delta tables (or Parquet) on S3.
 
     python -m news_etl --stream news --bucket news-data --once
 
@@ -10,8 +10,11 @@ variables: ``--help`` and README.md ("Configuration"). Per micro-batch, in order
 3. Spark's state store drops article ids seen within the dedup horizon
    (``dropDuplicatesWithinWatermark`` on arrival time: the state stays bounded);
 4. executors write Parquet to S3 with pyarrow (``sink``), on the session ``session`` builds;
-5. the driver adds the batch's figures to the checkpoint's running totals (``state``), once per
-   batch id, prints the batch summary and the averages (``report``), and rewrites the metrics file.
+5. the driver commits the batch's files to the Delta tables, once per batch id (``table``);
+6. it adds the batch's figures to the checkpoint's running totals (``state``), once per batch
+   id, prints the batch summary and the averages (``report``), and rewrites the metrics file.
+
+At the end of a run (``--once``, or the idle timeout) the driver compacts the tables.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
+from deltalake.exceptions import DeltaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -33,9 +37,10 @@ from news_etl.kinesis import ShardEnd, ShardEndStore
 from news_etl.report import batch_report, show, totals_report
 from news_etl.schemas import ENRICHED, PREPARED_SPARK_SCHEMA, QUARANTINED
 from news_etl.session import build_session
-from news_etl.settings import ConfigurationError, Settings, parse_settings
+from news_etl.settings import DELTA, PARQUET, ConfigurationError, Settings, parse_settings
 from news_etl.sink import RESULT_SCHEMA, batch_writer
 from news_etl.state import BatchResult, RunState, load_state, merge_windows, quarantine_gate, save_json
+from news_etl.table import commit_batch, compact, create_tables, is_table
 from news_etl.transform import output_rows
 
 log = logging.getLogger("etl")
@@ -67,7 +72,27 @@ def preflight(settings: Settings) -> RunState:
         if error.response["Error"]["Code"] in ("404", "NoSuchBucket", "403"):
             raise ConfigurationError(f"bucket {settings.bucket!r} not found or not accessible") from None
         raise
-    return load_state(settings, summary["StreamCreationTimestamp"].isoformat())
+    state = load_state(settings, summary["StreamCreationTimestamp"].isoformat())
+    check_output_folders(settings.bucket, state.output_format)
+    if state.output_format == DELTA:
+        create_tables(settings.bucket)
+    return state
+
+
+def check_output_folders(bucket: str, output_format: str) -> None:
+    """A Delta table and plain Parquet output never share a folder: vacuum would delete the plain
+    files, and Parquet readers would read files the table no longer holds."""
+    for kind in (ENRICHED, QUARANTINED):
+        if output_format == DELTA and not is_table(bucket, kind) and folder_has_objects(bucket, kind):
+            raise ConfigurationError(f"s3://{bucket}/{kind}/ holds plain Parquet output, where a Delta table "
+                                     "cannot go: use another bucket, or --output-format parquet")  # fmt: skip
+        if output_format == PARQUET and is_table(bucket, kind):
+            raise ConfigurationError(f"s3://{bucket}/{kind}/ is a Delta table, where plain Parquet output cannot "
+                                     "go: use another bucket, or --output-format delta")  # fmt: skip
+
+
+def folder_has_objects(bucket: str, kind: str) -> bool:
+    return bool(s3_client().list_objects_v2(Bucket=bucket, Prefix=f"{kind}/", MaxKeys=1).get("KeyCount"))
 
 
 def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
@@ -91,10 +116,10 @@ def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     return articles.withWatermark("arrival_time", horizon).dropDuplicatesWithinWatermark(["dedup_key"])
 
 
-def write_batch(batch: DataFrame, batch_id: int, bucket: str, run_id: str) -> list[dict]:
+def write_batch(batch: DataFrame, batch_id: int, bucket: str, state: RunState) -> list[dict]:
     """Write one micro-batch to S3 in a single Spark job; returns what each file holds."""
     rows = output_rows(batch).repartition(F.col("kind"), F.col("dt"))
-    writer = batch_writer(bucket, run_id, batch_id)
+    writer = batch_writer(bucket, state.run_id, batch_id, state.output_format)
     return [row.asDict() for row in rows.mapInArrow(writer, RESULT_SCHEMA).collect()]
 
 
@@ -120,13 +145,17 @@ class BatchHandler:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
-        files = write_batch(batch, batch_id, self.settings.bucket, self.state.run_id)
+        files = write_batch(batch, batch_id, self.settings.bucket, self.state)
         ends = ShardEndStore(self.settings.shard_ends).load(batch_id)
         if files and not ends:
             raise RuntimeError(f"no shard ends recorded for batch {batch_id}: source and Spark batches diverged")
         result = batch_result(files, ends)
         if result.duplicates_dropped < 0:
             raise RuntimeError(f"batch {batch_id} wrote more rows than it read: {result}")
+        if self.state.output_format == DELTA:
+            for commit in commit_batch(self.settings.bucket, self.state.run_id, batch_id, files, result.records_read):
+                log.info("batch %d: %s %d rows in %d files, %s", batch_id, commit.kind, commit.rows, commit.files,
+                         f"version {commit.version}" if commit.version is not None else "committed before")  # fmt: skip
         if self.state.apply(batch_id, result):
             save_json(self.settings.state_file, asdict(self.state))
         if self.settings.metrics_json:
@@ -162,6 +191,21 @@ def run(spark: SparkSession, settings: Settings, state: RunState) -> None:
             query.stop()
     if query.exception():
         raise query.exception()
+    if state.output_format == DELTA and settings.compact_target_mb:
+        compact_after_run(settings)
+
+
+def compact_after_run(settings: Settings) -> None:
+    """Best effort: every batch is committed and counted by now, so a compaction that fails (an S3
+    error, or a conflict with a `make compact` running at the same moment) is a warning, not a
+    failed run; the next run or `make compact` does it."""
+    try:
+        done = compact(settings.bucket, settings.compact_target_mb)
+    except (DeltaError, OSError) as error:
+        log.warning("compaction after the run failed, the output is committed: %s", error)
+        return
+    for table in done:
+        show(f"compacted {table.kind}: {table.files_before} files -> {table.files_after} (version {table.version})")
 
 
 def root_cause(error: Exception) -> str:

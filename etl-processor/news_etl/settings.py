@@ -14,6 +14,12 @@ STREAM_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 DEFAULT_MAX_RECORDS = 100_000
 DEFAULT_MAX_BYTES = 256 * 2**20  # about 85,000 articles of 3 KB; 256 records at the 1 MiB limit
 LOCAL_MASTER = "local[*]"
+DELTA, PARQUET = "delta", "parquet"  # the output layouts (news_etl.sink)
+OUTPUT_FORMATS = (DELTA, PARQUET)
+DEFAULT_OUTPUT_FORMAT = DELTA
+# Compaction's target file size: large enough that a trainer opens few files (Spark and Delta aim
+# at 100 MB-1 GB), small enough that one file fits a reader's memory whole.
+DEFAULT_COMPACT_TARGET_MB = 256
 
 
 class ConfigurationError(RuntimeError):
@@ -37,6 +43,8 @@ class Settings:
     max_quarantine_ratio: float | None = None
     fail_on_trimmed: bool = False
     state_partitions: int | None = None  # None: the checkpoint's, or for a new one twice the cores at its start
+    output_format: str | None = None  # None: the checkpoint's, or for a new one DEFAULT_OUTPUT_FORMAT
+    compact_target_mb: int = DEFAULT_COMPACT_TARGET_MB  # 0: no compaction at the end of a run
 
     @property
     def spark_checkpoint(self) -> str:
@@ -108,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--state-partitions", type=int, default=env("STATE_PARTITIONS"),
         help="partitions of the dedup state, for a new checkpoint (fixed for its life; env STATE_PARTITIONS; "
              "default: twice the cores Spark has when the checkpoint starts)")  # fmt: skip
+    add("--output-format", choices=OUTPUT_FORMATS, default=env("OUTPUT_FORMAT"),
+        help="for a new checkpoint: delta (a Delta Lake table per output) or parquet (plain folders); fixed for "
+             f"its life (env OUTPUT_FORMAT, {DEFAULT_OUTPUT_FORMAT})")  # fmt: skip
+    add("--compact-target-mb", type=int, default=env("COMPACT_TARGET_MB", str(DEFAULT_COMPACT_TARGET_MB)),
+        help="delta: at the end of a run, compact each partition's files to about this size; 0 = do not "
+             f"(env COMPACT_TARGET_MB, {DEFAULT_COMPACT_TARGET_MB})")  # fmt: skip
     return parser
 
 
@@ -119,6 +133,7 @@ LOWEST = {
     "max_bytes_per_batch": (0, True),
     "dedup_horizon_hours": (1, True),
     "state_partitions": (1, True),
+    "compact_target_mb": (0, True),
 }
 
 
@@ -145,8 +160,12 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     out_of_range = range_error(args)
     if out_of_range:
         parser.error(out_of_range)
-    if args.checkpoint and "://" in args.checkpoint:  # os.path.abspath would make it ./s3:/bucket/... silently
-        parser.error(f"--checkpoint (CHECKPOINT_DIR) must be a filesystem path for now, got {args.checkpoint!r}")
+    checkpoint = args.checkpoint or os.path.join("checkpoints", args.stream)
+    if "://" in checkpoint:  # os.path.abspath would make it ./s3:/bucket/... silently
+        parser.error(f"--checkpoint (CHECKPOINT_DIR) must be a filesystem path for now, got {checkpoint!r}")
+    if args.output_format is not None and args.output_format not in OUTPUT_FORMATS:
+        parser.error(f"--output-format (OUTPUT_FORMAT) must be one of {', '.join(OUTPUT_FORMATS)}, "
+                     f"got {args.output_format!r}")  # fmt: skip
     position = args.starting_position.lower()
     if position not in (TRIM_HORIZON, LATEST):
         try:
@@ -157,7 +176,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         stream=args.stream,
         bucket=args.bucket,
         # Absolute: executors, which write shard ends there too, run in folders of their own.
-        checkpoint=os.path.abspath(args.checkpoint or os.path.join("checkpoints", args.stream)),
+        checkpoint=os.path.abspath(checkpoint),
         once=args.once,
         trigger_interval=args.trigger_interval,
         idle_timeout=args.idle_timeout,
@@ -170,4 +189,6 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         max_quarantine_ratio=args.max_quarantine_ratio,
         fail_on_trimmed=args.fail_on_trimmed,
         state_partitions=args.state_partitions,
+        output_format=args.output_format,
+        compact_target_mb=args.compact_target_mb,
     )

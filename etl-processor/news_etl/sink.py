@@ -1,22 +1,29 @@
 """Writes a micro-batch as Parquet to S3 from the executors, with pyarrow's native S3 client.
 
-No ``s3a://`` (the hadoop-aws jars are not needed). The batch is shuffled so that each output
-path belongs to one task; that task streams its rows into one Parquet file per path:
+The batch is shuffled so that each output path belongs to one task; that task streams its rows
+into one Parquet file per (kind, dt). Two layouts (``--output-format``, fixed per checkpoint):
 
-    s3://BUCKET/enriched/dt=YYYY-MM-DD/part-<run id>-<batch id>.parquet     (dt: UTC date published)
-    s3://BUCKET/quarantine/dt=YYYY-MM-DD/part-<run id>-<batch id>.parquet   (dt: UTC date arrived)
+- ``delta`` (default): files go straight into the table's folder under a name unique to the
+  attempt, ``BUCKET/KIND/dt=YYYY-MM-DD/part-<run id>-<batch id>-<uuid>.parquet``. A file is
+  invisible to readers until the driver commits it (``news_etl.table``); a failed attempt leaves
+  an uncommitted file that vacuum removes. Each task reports its files' sizes and statistics
+  for the commit.
+- ``parquet``: a plain folder, ``BUCKET/KIND/dt=YYYY-MM-DD/part-<run id>-<batch id>.parquet``.
+  The name depends only on the checkpoint's run id, the batch id and the partition, and a
+  replayed batch reads exactly the same records (see ``news_etl.kinesis``), so a replay
+  overwrites each file with the same rows. Files are written under ``_staging/`` and copied into
+  place when complete, so readers never see a partial file.
 
-A file's name depends only on the checkpoint's run id, the batch id and its partition, and a
-replayed batch reads exactly the same records (see ``news_etl.kinesis``), so a replay overwrites
-each file with the same rows: readers never see an article twice. Files are written under
-``_staging/`` and copied into place when complete. Each task reports its files and, per hour,
-the articles and words it wrote.
+``dt`` is the UTC date published (enriched) or arrived (quarantine). Each task also reports, per
+hour, the articles and words it wrote.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,12 +31,15 @@ import pyarrow.parquet as pq
 
 from news_etl.aws import s3_filesystem
 from news_etl.schemas import ENRICHED, OUTPUT_SCHEMAS
+from news_etl.settings import DELTA
 from news_etl.state import merge_windows
 
-RESULT_SCHEMA = "kind string, dt string, path string, rows long, hourly string"  # what Spark receives
+# What each task reports per file, as Spark receives it; ``stats`` is Delta's JSON statistics.
+RESULT_SCHEMA = "kind string, dt string, path string, rows long, bytes long, hourly string, stats string"
 RESULT_ARROW_SCHEMA = pa.schema(
-    [("kind", pa.string()), ("dt", pa.string()), ("path", pa.string()), ("rows", pa.int64()), ("hourly", pa.string())]
-)
+    [("kind", pa.string()), ("dt", pa.string()), ("path", pa.string()), ("rows", pa.int64()),
+     ("bytes", pa.int64()), ("hourly", pa.string()), ("stats", pa.string())]
+)  # fmt: skip
 COMPRESSION = "zstd"
 # A file's rows are buffered until either bound, then written as one row group: large enough for
 # readers, bounded in memory whatever the records' size (50,000 rows of 1 MiB would be 50 GB).
@@ -37,9 +47,16 @@ ROW_GROUP_ROWS = 50_000
 ROW_GROUP_BYTES = 64 * 2**20
 
 
-def output_path(bucket: str, kind: str, dt: str, run_id: str, batch_id: int) -> str:
-    """Unique per checkpoint (``run_id``), batch and partition; the same on every replay."""
-    return f"{bucket}/{kind}/dt={dt}/part-{run_id}-{batch_id:08d}.parquet"
+# Columns whose minimum and maximum go into Delta's file statistics (data skipping on time and
+# length); the text columns are left out: their prefixes would skip little and cost much.
+STATS_COLUMNS = ("published_at", "word_count", "arrival_time", "processed_at")
+
+
+def output_path(bucket: str, kind: str, dt: str, run_id: str, batch_id: int, attempt: str = "") -> str:
+    """Unique per checkpoint (``run_id``), batch and partition, and per ``attempt`` when given;
+    without one, the same on every replay."""
+    suffix = f"-{attempt}" if attempt else ""
+    return f"{bucket}/{kind}/dt={dt}/part-{run_id}-{batch_id:08d}{suffix}.parquet"
 
 
 def staging_path(final: str) -> str:
@@ -66,18 +83,60 @@ def _hourly(table: pa.Table) -> dict[str, list[int]]:
     }
 
 
-class _File:
-    """One output file, written in row groups as rows arrive, published whole when closed.
+def _stat_value(value, *, upper: bool = False):
+    """A statistic as Delta's JSON holds it: timestamps in ISO-8601 UTC to the millisecond, as
+    delta-rs writes them. A maximum is rounded up, not cut (the protocol allows either), so that
+    a reader pruning files on it never skips a row of the file's last millisecond."""
+    if not hasattr(value, "isoformat"):
+        return value
+    if upper and value.microsecond % 1000:
+        value += timedelta(microseconds=1000 - value.microsecond % 1000)
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    It is written under ``_staging/`` and copied into place only once complete: if the task
-    fails, pyarrow's writer still finishes the upload when it is garbage-collected, and that
-    partial file must not be where readers look.
+
+class _Stats:
+    """Delta's per-file statistics, gathered as row groups are written."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.columns = [name for name in STATS_COLUMNS if name in schema.names]
+        self.rows, self.low, self.high, self.nulls = 0, {}, {}, dict.fromkeys(schema.names, 0)
+
+    def add(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        for name in self.nulls:
+            self.nulls[name] += table[name].null_count
+        for name in self.columns:
+            bounds = pc.min_max(table[name])
+            low, high = bounds["min"].as_py(), bounds["max"].as_py()
+            if low is not None:
+                self.low[name] = low if name not in self.low else min(self.low[name], low)
+                self.high[name] = high if name not in self.high else max(self.high[name], high)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "numRecords": self.rows,
+                "minValues": {name: _stat_value(value) for name, value in self.low.items()},
+                "maxValues": {name: _stat_value(value, upper=True) for name, value in self.high.items()},
+                "nullCount": self.nulls,
+            }
+        )
+
+
+class _File:
+    """One output file, written in row groups as rows arrive.
+
+    ``staged``: written under ``_staging/`` and copied into place only once complete, because if
+    the task fails, pyarrow's writer still finishes the upload when it is garbage-collected, and
+    that partial file must not be where readers of a plain folder look. A Delta table's readers
+    see only committed files, so there the file is written in place.
     """
 
-    def __init__(self, filesystem, path: str, schema: pa.Schema, *, count_hours: bool) -> None:
-        self.path, self.rows, self._count_hours = path, 0, count_hours
+    def __init__(self, filesystem, path: str, schema: pa.Schema, *, count_hours: bool, staged: bool) -> None:
+        self.path, self.rows, self.size, self._count_hours = path, 0, 0, count_hours
         self.hourly: dict[str, list[int]] = {}
-        self._filesystem, self._staging = filesystem, staging_path(path)
+        self.stats = _Stats(schema)
+        self._filesystem, self._staging = filesystem, staging_path(path) if staged else path
         self._pending: list[pa.Table] = []
         self._pending_rows = self._pending_bytes = 0
         self._writer = pq.ParquetWriter(self._staging, schema, filesystem=filesystem, compression=COMPRESSION)
@@ -96,17 +155,21 @@ class _File:
             self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
             if self._count_hours:
                 merge_windows(self.hourly, _hourly(table))
+            self.stats.add(table)
             self._writer.write_table(table)
 
     def close(self) -> None:
         self._flush()
         self._writer.close()
-        self._filesystem.copy_file(self._staging, self.path)
-        self._filesystem.delete_file(self._staging)
+        if self._staging != self.path:
+            self._filesystem.copy_file(self._staging, self.path)
+            self._filesystem.delete_file(self._staging)
+        self.size = self._filesystem.get_file_info(self.path).size
 
 
-def batch_writer(bucket: str, run_id: str, batch_id: int):
-    """A ``mapInArrow`` function writing its rows (``schemas.OUTPUT_COLUMNS``) to S3."""
+def batch_writer(bucket: str, run_id: str, batch_id: int, output_format: str = DELTA):
+    """A ``mapInArrow`` function writing its rows (``schemas.OUTPUT_COLUMNS``) to S3 in ``output_format``."""
+    delta = output_format == DELTA
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         filesystem = s3_filesystem()
@@ -117,13 +180,24 @@ def batch_writer(bucket: str, run_id: str, batch_id: int):
                 mask = pc.and_(pc.equal(table["kind"], kind), pc.equal(table["dt"], dt))
                 rows = table.filter(mask).select(OUTPUT_SCHEMAS[kind].names).cast(OUTPUT_SCHEMAS[kind])
                 if (kind, dt) not in files:
-                    path = output_path(bucket, kind, dt, run_id, batch_id)
-                    files[kind, dt] = _File(filesystem, path, OUTPUT_SCHEMAS[kind], count_hours=kind == ENRICHED)
+                    path = output_path(bucket, kind, dt, run_id, batch_id, uuid.uuid4().hex if delta else "")
+                    files[kind, dt] = _File(filesystem, path, OUTPUT_SCHEMAS[kind], count_hours=kind == ENRICHED,
+                                            staged=not delta)  # fmt: skip
                 files[kind, dt].add(rows)
         for (kind, dt), file in files.items():
             file.close()
             yield pa.RecordBatch.from_pylist(
-                [{"kind": kind, "dt": dt, "path": file.path, "rows": file.rows, "hourly": json.dumps(file.hourly)}],
+                [
+                    {
+                        "kind": kind,
+                        "dt": dt,
+                        "path": file.path,
+                        "rows": file.rows,
+                        "bytes": file.size,
+                        "hourly": json.dumps(file.hourly),
+                        "stats": file.stats.to_json(),
+                    }
+                ],
                 schema=RESULT_ARROW_SCHEMA,
             )
 

@@ -10,12 +10,11 @@ in the checkpoint (``load_state``, ``save_json``).
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-from news_etl.settings import ConfigurationError, Settings
+from news_etl import checkpoint_files
+from news_etl.settings import DEFAULT_OUTPUT_FORMAT, PARQUET, ConfigurationError, Settings
 
 HOUR_FORMAT = "%Y-%m-%dT%H:00:00Z"
 # The dedup state's store: RocksDB for new checkpoints, whose memory does not grow with the keys
@@ -70,6 +69,7 @@ class RunState:
     hourly: dict[str, list[int]] = field(default_factory=dict)
     state_store: str = ""  # the dedup state's store, fixed when the checkpoint is made ("": made before RocksDB)
     state_partitions: int = 0  # the dedup state's partitions, fixed when its first batch runs (0: not yet)
+    output_format: str = ""  # delta or parquet, fixed when the checkpoint is made ("": made before Delta)
 
     def apply(self, batch_id: int, batch: BatchResult) -> bool:
         """Add a batch's figures unless this batch id was applied already. Returns whether it was new."""
@@ -118,16 +118,14 @@ def _window_rows(windows: dict[str, list[int]], suffix: str) -> list[dict]:
 
 
 def save_json(path: str, document: dict) -> None:
-    """Replace ``path`` atomically: readers see the old or the new file, never half of one."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text(json.dumps(document, indent=1))
-    os.replace(temporary, target)
+    """Replace ``path`` (local or ``s3://``) whole: readers see the old or the new file, never half of one."""
+    checkpoint_files.replace(path, json.dumps(document, indent=1).encode())
 
 
-def read_state(path: str) -> RunState:
-    return RunState(**json.loads(Path(path).read_text()))
+def read_state(path: str) -> RunState | None:
+    """The running totals at ``path``, or None when there are none."""
+    document = checkpoint_files.read(path)
+    return RunState(**json.loads(document)) if document is not None else None
 
 
 def load_state(settings: Settings, stream_created: str) -> RunState:
@@ -136,15 +134,26 @@ def load_state(settings: Settings, stream_created: str) -> RunState:
     Raises ``ConfigurationError`` when the checkpoint belongs to another stream, or to an earlier
     stream of the same name (its offsets name records that are gone).
     """
-    if not Path(settings.state_file).exists():
-        state = RunState(settings.stream, settings.bucket, run_id=uuid.uuid4().hex[:8], stream_created=stream_created,
-                         state_store=ROCKSDB, state_partitions=settings.state_partitions or 0)  # fmt: skip
-        save_json(settings.state_file, asdict(state))
-        return state
     state = read_state(settings.state_file)
+    if state is None:
+        state = RunState(settings.stream, settings.bucket, run_id=uuid.uuid4().hex[:8], stream_created=stream_created,
+                         state_store=ROCKSDB, state_partitions=settings.state_partitions or 0,
+                         output_format=settings.output_format or DEFAULT_OUTPUT_FORMAT)  # fmt: skip
+        document = json.dumps(asdict(state), indent=1).encode()
+        if checkpoint_files.create(settings.state_file, document):
+            return state
+        state = read_state(settings.state_file)  # another job made the checkpoint first: it is that one's
     if not state.state_store:  # made before these were recorded: the store and partitions it was made with
         state.state_store, state.state_partitions = HDFS, state.state_partitions or LEGACY_STATE_PARTITIONS
         save_json(settings.state_file, asdict(state))
+    if not state.output_format:  # made before Delta: its output is plain Parquet
+        state.output_format = PARQUET
+        save_json(settings.state_file, asdict(state))
+    if settings.output_format and settings.output_format != state.output_format:
+        raise ConfigurationError(
+            f"--output-format {settings.output_format}: checkpoint {settings.checkpoint} writes "
+            f"{state.output_format}: drop the setting, or start a new --checkpoint"
+        )
     wanted, fixed = settings.state_partitions, state.state_partitions
     if wanted and fixed and wanted != fixed:
         raise ConfigurationError(

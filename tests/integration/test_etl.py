@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from tests.support.jobs import ETL_MODULE, TOOLS_MODULE, etl, populate, run_module, start_etl
-from tests.support.output import assert_exactly_once, assert_metrics_match_output, object_etags
+from tests.support.output import assert_exactly_once, assert_metrics_match_output, data_keys, object_etags
 
 pytestmark = pytest.mark.integration
 
@@ -73,12 +73,32 @@ def test_runs_write_every_article_exactly_once_across_reruns_and_new_records(emu
     assert (metrics["records_read"], metrics["quarantined"]) == (1500, 150)
     assert verify(emulator, checkpoint).returncode == 0
 
-    # make verify notices output that does not match the metrics: one file gone.
-    lost = next(key for key in object_etags(emulator, bucket) if key.startswith("enriched/"))
+    # make verify notices output that does not match the metrics: one file of the table gone.
+    lost = data_keys(emulator, bucket, "enriched")[0]
     emulator.client("s3").delete_object(Bucket=bucket, Key=lost)
     result = verify(emulator, checkpoint)
     assert result.returncode == 1
+    assert f"DISAGREE a file of the output is missing: s3://{bucket}/{lost}" in result.stdout
     assert "DISAGREE enriched: metrics say" in result.stdout
+
+
+def test_plain_parquet_output_is_exact_and_a_rerun_rewrites_nothing(moto, stream_name, tmp_path):
+    """--output-format parquet: plain dt= folders, no Delta log, every article once; a rerun adds nothing."""
+    bucket = f"news-{uuid.uuid4().hex[:10]}"
+    moto.client("s3").create_bucket(Bucket=bucket)
+    populate(moto, stream_name, "--shards", "2", "--count", "400", "--seed", "41", "--bad-ratio", "0.1",
+             "--dup-ratio", "0.05")  # fmt: skip
+    checkpoint = tmp_path / "checkpoint"
+    first = etl(moto, stream_name, bucket, checkpoint, "--once", "--output-format", "parquet")
+    assert first.returncode == 0, first.stderr
+    assert "compacted" not in first.stdout
+    assert not any("_delta_log" in key for key in object_etags(moto, bucket))
+    assert_exactly_once(moto, stream_name, bucket)
+    before = object_etags(moto, bucket)
+    rerun = etl(moto, stream_name, bucket, checkpoint, "--once")  # the checkpoint keeps its format
+    assert rerun.returncode == 0, rerun.stderr
+    assert object_etags(moto, bucket) == before
+    assert verify(moto, checkpoint).returncode == 0
 
 
 @pytest.mark.localstack
@@ -133,6 +153,8 @@ def test_a_job_started_on_an_empty_stream_reads_what_arrives_later(emulator, str
         ("recreated-stream", "but that stream was re-created"),
         ("bad-flag", "--max-records-per-batch"),
         ("short-dedup-horizon", "must be at least the stream's retention period (24 h)"),
+        ("changed-output-format", "writes parquet: drop the setting, or start a new --checkpoint"),
+        ("delta-over-plain-parquet", "holds plain Parquet output, where a Delta table cannot go"),
     ],
 )
 def test_misconfiguration_stops_with_one_line(case, message, moto, stream_name, tmp_path):
@@ -154,6 +176,16 @@ def test_misconfiguration_stops_with_one_line(case, message, moto, stream_name, 
         state = {"stream": stream_name, "bucket": "a-bucket", "stream_created": "2026-01-01T00:00:00+00:00"}
         (checkpoint / "etl-state.json").write_text(json.dumps(state))
         extra = ["--checkpoint", str(checkpoint)]
+    elif case == "changed-output-format":  # a checkpoint made with plain Parquet output
+        state = {"stream": stream_name, "bucket": "a-bucket", "output_format": "parquet"}
+        (checkpoint / "etl-state.json").write_text(json.dumps(state))
+        extra = ["--checkpoint", str(checkpoint), "--output-format", "delta"]
+    elif case == "delta-over-plain-parquet":  # a bucket a checkpoint made before Delta writes to
+        bucket = f"news-{uuid.uuid4().hex[:10]}"
+        moto.client("s3").create_bucket(Bucket=bucket)
+        moto.client("s3").put_object(
+            Bucket=bucket, Key="enriched/dt=2026-11-20/part-0a0a0a0a-00000000.parquet", Body=b""
+        )
     elif case == "bad-flag":
         extra += ["--max-records-per-batch", "-5"]
     else:

@@ -2,7 +2,8 @@
 
 The expected output is derived without the ETL: the stream is read back with boto3 and each
 record judged by the reference contract (tests/support/contract.py); the first record of each article
-id is the one that must be written.
+id is the one that must be written. A Delta table is read by its log (tests/support/delta_log.py),
+a plain folder by listing it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+from tests.support import delta_log
 from tests.support.contract import contract_violation, parse_published_at
 from tests.support.emulators import Emulator
 from tests.support.kinesis_reader import StreamRecord, read_stream
 
-OUTPUT_KEY = re.compile(r"^(enriched|quarantine)/dt=\d{4}-\d{2}-\d{2}/part-[0-9a-f]{8}-\d{8}\.parquet$")
+PARQUET_KEY = re.compile(r"^(enriched|quarantine)/dt=\d{4}-\d{2}-\d{2}/part-[0-9a-f]{8}-\d{8}\.parquet$")
+# A Delta table's keys: its log, and data files named by the job (run, batch, attempt) or by compaction.
+DELTA_KEY = re.compile(
+    r"^(enriched|quarantine)/(_delta_log/.+|dt=\d{4}-\d{2}-\d{2}/part-([0-9a-f]{8}-\d{8}-[0-9a-f]{32}|\d{5}-[-0-9a-f]{36}-c000\.zstd)\.parquet)$"
+)
 
 
 def s3_filesystem(emulator: Emulator) -> pafs.S3FileSystem:
@@ -31,12 +37,33 @@ def s3_filesystem(emulator: Emulator) -> pafs.S3FileSystem:
     )
 
 
-def output(emulator: Emulator, bucket: str, kind: str) -> pa.Table:
-    """All rows of ``kind`` (``enriched`` or ``quarantine``); none when nothing of the kind was written."""
+def output(emulator: Emulator, bucket: str, kind: str, version: int | None = None) -> pa.Table:
+    """All rows of ``kind`` (``enriched`` or ``quarantine``), with ``dt``; none when nothing of the
+    kind was written. A Delta table is read at ``version`` (default: the latest)."""
     filesystem = s3_filesystem(emulator)
-    if filesystem.get_file_info(f"{bucket}/{kind}").type == pafs.FileType.NotFound:
+    root = f"{bucket}/{kind}"
+    if delta_log.is_table(filesystem, root):
+        files = delta_log.live_files(filesystem, root, version)
+        tables = [pq.read_table(file.path, filesystem=filesystem).append_column("dt", pa.array([file.dt] * file.rows))
+                  for file in files]  # fmt: skip
+        return pa.concat_tables(tables) if tables else pa.table({})
+    if filesystem.get_file_info(root).type == pafs.FileType.NotFound:
         return pa.table({})
-    return pq.read_table(f"{bucket}/{kind}", filesystem=filesystem, partitioning="hive")
+    return pq.read_table(root, filesystem=filesystem, partitioning="hive")
+
+
+def is_delta(emulator: Emulator, bucket: str) -> bool:
+    return delta_log.is_table(s3_filesystem(emulator), f"{bucket}/enriched")
+
+
+def data_keys(emulator: Emulator, bucket: str, kind: str) -> list[str]:
+    """The keys of the files that hold ``kind``'s rows: a Delta table's live files, or a folder's."""
+    filesystem, root = s3_filesystem(emulator), f"{bucket}/{kind}"
+    if delta_log.is_table(filesystem, root):
+        return [file.path.removeprefix(f"{bucket}/") for file in delta_log.live_files(filesystem, root)]
+    return sorted(
+        key for key in object_etags(emulator, bucket) if key.startswith(f"{kind}/") and key.endswith(".parquet")
+    )
 
 
 def object_etags(emulator: Emulator, bucket: str) -> dict[str, str]:
@@ -103,7 +130,8 @@ def assert_exactly_once(
     assert {(r["shard_id"], r["sequence_number"]): r["error"] for r in quarantined} == invalid
     assert len(quarantined) == len(invalid)
     keys = object_etags(emulator, bucket)
-    assert all(OUTPUT_KEY.match(key) for key in keys if not key.startswith("_staging/"))
+    layout = DELTA_KEY if is_delta(emulator, bucket) else PARQUET_KEY
+    assert all(layout.match(key) for key in keys if not key.startswith("_staging/")), sorted(keys)
     # pyarrow leaves empty "directory" markers where it deleted staged files; no data stays there.
     assert all(key.endswith("/") for key in keys if key.startswith("_staging/"))
 

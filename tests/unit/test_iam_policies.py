@@ -19,11 +19,15 @@ from tests.support.compose import REPO
 
 SERVICES = {"etl": "etl-processor", "populate": "populate-script"}
 # IAM actions that are not named like the API operation.
-IAM_ACTION = {"s3:HeadBucket": "s3:ListBucket"}
+IAM_ACTION = {"s3:HeadBucket": "s3:ListBucket", "s3:ListObjectsV2": "s3:ListBucket"}
 # What pyarrow.fs.S3FileSystem sends for the calls news_etl.sink makes: open_output_stream (PutObject
 # or a multipart upload, aborted on failure), copy_file (GetObject on the source, PutObject),
 # delete_file, get_file_info (ListBucket).
 PYARROW_S3 = {"s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket"}
+# What delta-rs sends for news_etl.table: the log read (GetObject, ListBucket) and written with
+# conditional puts, compaction's uploads (multipart for large files), and the expired-log cleanup
+# after a checkpoint (DeleteObject).
+DELTA_RS_S3 = {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"}
 
 
 def operations(service: str) -> dict[str, str]:
@@ -48,6 +52,8 @@ def called_actions(folder: str) -> set[str]:
         actions |= waiter_actions(service, source)
     if "pafs.S3FileSystem(" in source:
         actions |= PYARROW_S3
+    if "from deltalake import" in source:
+        actions |= DELTA_RS_S3
     return {IAM_ACTION.get(action, action) for action in actions}
 
 

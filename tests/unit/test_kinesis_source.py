@@ -698,7 +698,8 @@ VALID_ARGV = ["--stream", "news", "--bucket", "news-bucket"]
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    for name in ("STREAM_NAME", "S3_BUCKET", "TRIGGER_INTERVAL", "MAX_RECORDS_PER_BATCH", "STARTING_POSITION"):
+    for name in ("STREAM_NAME", "S3_BUCKET", "TRIGGER_INTERVAL", "MAX_RECORDS_PER_BATCH", "STARTING_POSITION",
+                 "OUTPUT_FORMAT", "COMPACT_TARGET_MB"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
 
 
@@ -732,6 +733,8 @@ def test_a_relative_checkpoint_is_made_absolute_for_the_executors(clean_env, tmp
         ([*VALID_ARGV, "--state-partitions", "0"], "--state-partitions"),
         ([*VALID_ARGV, "--idle-timeout", "-1"], "--idle-timeout"),
         ([*VALID_ARGV, "--checkpoint", "s3://bucket/checkpoints"], "--checkpoint"),
+        ([*VALID_ARGV, "--output-format", "csv"], "--output-format"),
+        ([*VALID_ARGV, "--compact-target-mb", "-1"], "--compact-target-mb"),
     ],
     ids=[
         "missing-stream",
@@ -744,6 +747,8 @@ def test_a_relative_checkpoint_is_made_absolute_for_the_executors(clean_env, tmp
         "zero-state-partitions",
         "negative-idle-timeout",
         "checkpoint-uri",
+        "unknown-output-format",
+        "negative-compact-target",
     ],
 )
 def test_bad_setting_exits_2_with_one_line_naming_the_flag(clean_env, capsys, argv, flag):
@@ -754,6 +759,15 @@ def test_bad_setting_exits_2_with_one_line_naming_the_flag(clean_env, capsys, ar
     assert exited.value.code == 2
     assert len(err.splitlines()) == 1
     assert flag in err
+
+
+def test_an_unknown_output_format_from_the_environment_is_refused_naming_the_variable(clean_env, capsys, monkeypatch):
+    """OUTPUT_FORMAT is checked as the flag is (argparse checks choices only on the command line)."""
+    monkeypatch.setenv("OUTPUT_FORMAT", "csv")
+    with pytest.raises(SystemExit) as exited:
+        parse_settings(VALID_ARGV)
+    assert exited.value.code == 2
+    assert "--output-format (OUTPUT_FORMAT) must be one of delta, parquet, got 'csv'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

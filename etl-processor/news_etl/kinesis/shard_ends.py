@@ -10,14 +10,11 @@ awslabs spark-sql-kinesis-connector's metadata committer does the same.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import asdict, dataclass
 
 import pyarrow.fs as pafs
-from botocore.exceptions import ClientError
 
-from news_etl.aws import s3_client, s3_filesystem
+from news_etl import checkpoint_files
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,33 +71,6 @@ class ShardEnd:
         return cls(**fields, trimmed=TrimmedGap(**trimmed) if trimmed else None)
 
 
-def _create_if_absent_locally(directory: str, target: str, document: bytes) -> bool:
-    """Write a temporary file, then link it to ``target``: atomic, and refused if ``target`` exists."""
-    os.makedirs(directory, exist_ok=True)
-    temporary = f"{directory}/.{os.path.basename(target)}.{uuid.uuid4().hex}.tmp"
-    with open(temporary, "wb") as stream:
-        stream.write(document)
-    try:
-        os.link(temporary, target)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(temporary)
-
-
-def _put_if_absent_on_s3(target: str, document: bytes) -> bool:
-    """PutObject with ``If-None-Match: *`` (boto3: pyarrow's S3 client cannot make the put conditional)."""
-    bucket, key = target.split("/", 1)
-    try:
-        s3_client().put_object(Bucket=bucket, Key=key, Body=document, IfNoneMatch="*")
-        return True
-    except ClientError as error:
-        if error.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
-            return False
-        raise
-
-
 class ShardEndStore:
     """Per batch and shard, where reading stopped: a JSON file created once, read on replay.
 
@@ -113,37 +83,25 @@ class ShardEndStore:
             raise ValueError(f"option metadataPath must be a local path or s3://bucket/prefix, got {path!r}")
         self._path = path
 
-    def _fs(self) -> tuple[pafs.FileSystem, str]:
-        if self._path.startswith("s3://"):
-            return s3_filesystem(), self._path.removeprefix("s3://").rstrip("/")
-        return pafs.LocalFileSystem(), os.path.abspath(self._path.removeprefix("file://")).rstrip("/")
+    def _file(self, batch: int, shard_id: str) -> str:
+        return f"{self._path.rstrip('/')}/{batch:012d}/{shard_id}.json"
 
     def get(self, batch: int, shard_id: str) -> ShardEnd | None:
-        filesystem, root = self._fs()
-        try:
-            with filesystem.open_input_stream(f"{root}/{batch:012d}/{shard_id}.json") as stream:
-                return ShardEnd.from_json(stream.read())
-        except FileNotFoundError:
-            return None
+        document = checkpoint_files.read(self._file(batch, shard_id))
+        return ShardEnd.from_json(document) if document is not None else None
 
     def put(self, batch: int, shard_id: str, end: ShardEnd) -> ShardEnd:
         """Record ``end`` unless an end is recorded already; returns the one that is recorded.
 
-        Created only if absent: an exclusive link locally, a conditional put (``If-None-Match``) on
-        S3. So when two attempts of one read task race (a retry, and a zombie on an executor
-        declared lost), the first end recorded stays, and the other attempt learns of it.
+        Created only if absent (``checkpoint_files.create``): when two attempts of one read task
+        race (a retry, and a zombie on an executor declared lost), the first end recorded stays,
+        and the other attempt learns of it.
         """
-        if self._path.startswith("s3://"):
-            target = f"{self._path.removeprefix('s3://').rstrip('/')}/{batch:012d}/{shard_id}.json"
-            created = _put_if_absent_on_s3(target, end.to_json())
-        else:
-            _, root = self._fs()
-            directory = f"{root}/{batch:012d}"
-            created = _create_if_absent_locally(directory, f"{directory}/{shard_id}.json", end.to_json())
+        created = checkpoint_files.create(self._file(batch, shard_id), end.to_json())
         return end if created else self.get(batch, shard_id)
 
     def load(self, batch: int) -> dict[str, ShardEnd]:
-        filesystem, root = self._fs()
+        filesystem, root = checkpoint_files.filesystem(self._path)
         selector = pafs.FileSelector(f"{root}/{batch:012d}", allow_not_found=True)
         ends = {}
         for info in filesystem.get_file_info(selector):
@@ -155,7 +113,7 @@ class ShardEndStore:
 
     def forget_before(self, batch: int) -> None:
         """Drop the records of batches before ``batch``: no replay can need them."""
-        filesystem, root = self._fs()
+        filesystem, root = checkpoint_files.filesystem(self._path)
         for info in filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
             if info.type == pafs.FileType.Directory and info.base_name.isdigit() and int(info.base_name) < batch:
                 filesystem.delete_dir(info.path)

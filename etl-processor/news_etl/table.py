@@ -1,0 +1,176 @@
+"""The Delta Lake tables ``enriched`` and ``quarantine``: created, committed once per batch, compacted.
+
+Executors write the Parquet files (``news_etl.sink``); the driver only commits them here, with
+delta-rs (PyPI ``deltalake``), which does not depend on the Spark version (no delta-spark release
+supports Spark 4.3). No row passes through the driver for a commit.
+
+Exactly once: each commit carries an app transaction ``(news-etl-<run id>, batch id)``. Batches
+commit in order, so a table whose ``transaction_version`` for the run is at least a batch's id
+has that batch already; a replayed batch (after a crash between the commit and the checkpoint)
+commits nothing there, and the files its replay wrote stay unreferenced until ``vacuum``
+removes them. Readers see a batch's rows in a table all at once, or not at all.
+
+The S3 store's commits use conditional puts (no lock table), so the job and a ``compact`` run
+by hand or on a schedule can commit to the same table at once; compaction rewrites files
+without changing data and delta-rs checks it against the appends it raced.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Schema, Transaction
+from deltalake.transaction import AddAction
+
+from news_etl.aws import delta_storage_options
+from news_etl.schemas import ENRICHED, OUTPUT_SCHEMAS, QUARANTINED
+from news_etl.settings import DEFAULT_COMPACT_TARGET_MB, ConfigurationError
+
+log = logging.getLogger("etl.table")
+
+PARTITION = "dt"
+KINDS = (ENRICHED, QUARANTINED)
+# Old files kept this long after a compaction or vacuum removed them from the table: a pinned
+# version stays readable for a week (Delta's own default; a replay never needs old files).
+DEFAULT_RETENTION_HOURS = 168
+# The least retention vacuum accepts: files a running batch has written but not yet committed
+# look like any uncommitted file, and a batch lives minutes, not a day.
+MIN_RETENTION_HOURS = 24
+
+
+def table_uri(bucket: str, kind: str) -> str:
+    """Where the ``kind`` table lives in ``bucket``."""
+    return f"s3://{bucket}/{kind}"
+
+
+def table_schema(kind: str) -> pa.Schema:
+    """The table's columns: the file's, and the partition column that Delta keeps in the log."""
+    return OUTPUT_SCHEMAS[kind].append(pa.field(PARTITION, pa.string()))
+
+
+def app_id(run_id: str) -> str:
+    """The app transaction id of a checkpoint's commits."""
+    return f"news-etl-{run_id}"
+
+
+def open_table(bucket: str, kind: str, version: int | None = None) -> DeltaTable:
+    """The ``kind`` table at ``version`` (default: the latest)."""
+    return DeltaTable(table_uri(bucket, kind), version=version, storage_options=delta_storage_options())
+
+
+def is_table(bucket: str, kind: str) -> bool:
+    """Whether ``s3://bucket/kind`` holds a Delta table (a ``_delta_log``)."""
+    return DeltaTable.is_deltatable(table_uri(bucket, kind), storage_options=delta_storage_options())
+
+
+def create_tables(bucket: str) -> None:
+    """Create both tables, partitioned by ``dt``, unless they exist (idempotent).
+
+    Raises ``ConfigurationError`` when an existing table has other columns or partitions than the
+    job writes: delta-rs would commit the files all the same (an append ignores the schema it is
+    given), and readers would not see the new columns.
+    """
+    for kind in KINDS:
+        table = DeltaTable.create(table_uri(bucket, kind), table_schema(kind), mode="ignore",
+                                  partition_by=[PARTITION], storage_options=delta_storage_options())  # fmt: skip
+        expected = Schema.from_arrow(table_schema(kind))
+        if table.schema().to_json() != expected.to_json() or table.metadata().partition_columns != [PARTITION]:
+            raise ConfigurationError(
+                f"the Delta table {table_uri(bucket, kind)} has other columns or partitions than this job writes: "
+                "write to another bucket, or migrate the table"
+            )
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What a batch committed to one table; ``version`` None when it was committed before."""
+
+    kind: str
+    files: int
+    rows: int
+    version: int | None
+
+
+def add_action(bucket: str, kind: str, file: dict) -> AddAction:
+    """The log entry of a file a task wrote (``sink.RESULT_SCHEMA``), path relative to the table."""
+    table = f"{bucket}/{kind}/"
+    if not file["path"].startswith(table):
+        raise ValueError(f"file {file['path']} is not in the table {table}")
+    relative = file["path"].removeprefix(table)
+    return AddAction(relative, file["bytes"], {PARTITION: file["dt"]}, int(time.time() * 1000), True, file["stats"])
+
+
+def commit_batch(bucket: str, run_id: str, batch_id: int, files: list[dict], records_read: int) -> list[Commit]:
+    """Commit a batch's files, one Delta commit per table that got rows, each at most once."""
+    commits = []
+    for kind in KINDS:
+        mine = [file for file in files if file["kind"] == kind]
+        if not mine:
+            continue
+        rows = sum(file["rows"] for file in mine)
+        table = open_table(bucket, kind)
+        committed = table.transaction_version(app_id(run_id))  # the run's last batch here; None: none yet
+        if committed is not None and committed >= batch_id:
+            commits.append(Commit(kind, len(mine), rows, None))
+            continue
+        properties = CommitProperties(
+            app_transactions=[Transaction(app_id(run_id), batch_id)],
+            custom_metadata={
+                "news_etl.run_id": run_id,
+                "news_etl.batch_id": batch_id,
+                "news_etl.rows": rows,
+                "news_etl.records_read": records_read,
+            },
+        )
+        table.create_write_transaction([add_action(bucket, kind, file) for file in mine], mode="append",
+                                       schema=table_schema(kind), partition_by=[PARTITION],
+                                       commit_properties=properties)  # fmt: skip
+        table.update_incremental()
+        commits.append(Commit(kind, len(mine), rows, table.version()))
+    return commits
+
+
+@dataclass(frozen=True)
+class Compaction:
+    kind: str
+    files_before: int
+    files_after: int
+    version: int
+
+
+def compact(bucket: str, target_mb: int = DEFAULT_COMPACT_TARGET_MB) -> list[Compaction]:
+    """Merge each partition's small files into files of about ``target_mb``; rows are unchanged."""
+    done = []
+    for kind in KINDS:
+        if not is_table(bucket, kind):
+            continue
+        table = open_table(bucket, kind)
+        before = len(table.file_uris())
+        table.optimize.compact(target_size=target_mb * 2**20)
+        table.update_incremental()
+        done.append(Compaction(kind, before, len(table.file_uris()), table.version()))
+        log.info("compacted s3://%s/%s: %d files -> %d (version %d)", bucket, kind, before, done[-1].files_after,
+                 table.version())  # fmt: skip
+    return done
+
+
+def vacuum(bucket: str, retention_hours: int = DEFAULT_RETENTION_HOURS) -> dict[str, int]:
+    """Delete files no version younger than ``retention_hours`` uses, and files never committed
+    (a failed attempt's) once they are that old. Returns how many files each table lost."""
+    deleted = {}
+    for kind in KINDS:
+        if is_table(bucket, kind):
+            table = open_table(bucket, kind)
+            deleted[kind] = len(table.vacuum(retention_hours, dry_run=False, enforce_retention_duration=False,
+                                             full=True))  # fmt: skip
+    return deleted
+
+
+def live_files(bucket: str, kind: str, version: int | None = None) -> list[tuple[str, str]]:
+    """The (path without ``s3://``, dt) of each file in a version of the table (default: latest)."""
+    actions = pa.table(open_table(bucket, kind, version).get_add_actions(flatten=True)).to_pydict()
+    prefix = f"{bucket}/{kind}/"
+    return [(prefix + path, dt) for path, dt in zip(actions["path"], actions[f"partition.{PARTITION}"], strict=True)]

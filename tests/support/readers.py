@@ -1,0 +1,75 @@
+"""Read a version of the enriched Delta table as a training job would, in a process of its own.
+
+    python -m tests.support.readers READER BUCKET VERSION   (VERSION: a number, or "latest")
+
+prints the article ids it read, as a JSON list. READER is one of ``READERS``: each is the way
+docs/reading.md shows. A process of its own, because what a trainer needs is also that the
+reading process exits 0 (delta-rs and pyarrow have aborted at exit: ENVIRONMENT.md, apache/arrow#41087).
+The endpoint and credentials come from the AWS_* environment, as for the job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from urllib.parse import urlparse
+
+
+def storage_options() -> dict[str, str]:
+    return {"AWS_ALLOW_HTTP": "true"} if os.environ.get("AWS_ENDPOINT_URL", "").startswith("http://") else {}
+
+
+def with_deltalake(uri: str, version: int | None) -> list[str]:
+    """deltalake's file list, read with pyarrow (its own dataset scan can abort at exit)."""
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+    from deltalake import DeltaTable
+
+    files = DeltaTable(uri, version=version, storage_options=storage_options()).file_uris()
+    filesystem = pafs.S3FileSystem(endpoint_override=os.environ.get("AWS_ENDPOINT_URL"))
+    dataset = ds.dataset([f.removeprefix("s3://") for f in files], filesystem=filesystem, format="parquet")
+    return dataset.to_table(columns=["article_id"]).column("article_id").to_pylist()
+
+
+def with_polars(uri: str, version: int | None) -> list[str]:
+    import polars as pl
+
+    return pl.read_delta(uri, version=version, storage_options=storage_options())["article_id"].to_list()
+
+
+def with_duckdb(uri: str, version: int | None) -> list[str]:
+    """DuckDB's delta extension reads the latest version; a pinned one is its file list (DuckDB 1.4's
+    delta_scan takes no version)."""
+    import duckdb
+    import duckdb_ext
+    from deltalake import DeltaTable
+
+    extensions = os.path.join(duckdb_ext.__path__[0], "extensions")  # the PyPI packages' extension folder
+    con = duckdb.connect(config={"extension_directory": extensions, "autoinstall_known_extensions": False})
+    for name in ("httpfs", "aws", "delta"):
+        con.load_extension(name)
+    endpoint = urlparse(os.environ.get("AWS_ENDPOINT_URL") or "https://s3.amazonaws.com")
+    con.execute(
+        "CREATE SECRET s3 (TYPE s3, PROVIDER credential_chain, ENDPOINT ?, URL_STYLE 'path', USE_SSL ?, REGION ?)",
+        [endpoint.netloc, endpoint.scheme == "https", os.environ.get("AWS_REGION", "us-east-1")],
+    )
+    if version is None:
+        rows = con.execute("SELECT article_id FROM delta_scan(?)", [uri]).fetchall()
+    else:
+        files = DeltaTable(uri, version=version, storage_options=storage_options()).file_uris()
+        rows = con.execute("SELECT article_id FROM read_parquet(?)", [files]).fetchall()
+    return [article_id for (article_id,) in rows]
+
+
+READERS = {"deltalake": with_deltalake, "polars": with_polars, "duckdb": with_duckdb}
+
+
+def main(reader: str, bucket: str, version: str) -> int:
+    ids = READERS[reader](f"s3://{bucket}/enriched", None if version == "latest" else int(version))
+    print(json.dumps(sorted(ids)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
