@@ -66,17 +66,31 @@ def preflight(settings: Settings) -> RunState:
             f"--dedup-horizon-hours ({settings.dedup_horizon_hours}) must be at least the stream's "
             f"retention period ({retention} h)"
         )
-    try:
-        s3_client().head_bucket(Bucket=settings.bucket)
-    except ClientError as error:
-        if error.response["Error"]["Code"] in ("404", "NoSuchBucket", "403"):
-            raise ConfigurationError(f"bucket {settings.bucket!r} not found or not accessible") from None
-        raise
+    buckets = {settings.bucket: "bucket"}
+    if settings.checkpoint_on_s3:
+        buckets.setdefault(settings.checkpoint.removeprefix("s3://").split("/")[0], "--checkpoint's bucket")
+    for bucket, what in buckets.items():
+        try:
+            s3_client().head_bucket(Bucket=bucket)
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("404", "NoSuchBucket", "403"):
+                raise ConfigurationError(f"{what} {bucket!r} not found or not accessible") from None
+            raise
     state = load_state(settings, summary["StreamCreationTimestamp"].isoformat())
     check_output_folders(settings.bucket, state.output_format)
     if state.output_format == DELTA:
-        create_tables(settings.bucket)
+        try:
+            create_tables(settings.bucket)
+        except OSError as error:  # delta-rs's S3 errors, after its own retries
+            message = f"cannot create the Delta tables in s3://{settings.bucket}: {one_line(error)}"
+            raise ConfigurationError(message) from None
     return state
+
+
+def one_line(error: Exception) -> str:
+    """delta-rs's error chain (one cause a line, colour codes between) as one line."""
+    parts = [re.sub(r"\x1b\[[0-9;]*m|↳", "", line).strip() for line in str(error).splitlines()]
+    return " / ".join(part for part in parts if part)
 
 
 def check_output_folders(bucket: str, output_format: str) -> None:
@@ -219,17 +233,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("botocore").setLevel(logging.WARNING)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     settings = parse_settings(argv)
+    started = datetime.now(UTC)
     try:
         state = preflight(settings)
+        spark = build_session(settings, state)
     except ConfigurationError as error:
         print(f"etl: error: {error}", file=sys.stderr)
         return 1
     except (ClientError, BotoCoreError) as error:
         print(f"etl: error: cannot reach AWS: {error}", file=sys.stderr)
         return 1
-    started = datetime.now(UTC)
     read_before, quarantined_before = state.records_read, state.quarantined
-    spark = build_session(settings, state)
     try:
         run(spark, settings, state)
     except Exception as error:  # the query's failure, reported in one line; details are in the log

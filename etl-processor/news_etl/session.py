@@ -15,8 +15,9 @@ from pathlib import Path
 from pyspark import SparkFiles
 from pyspark.sql import SparkSession
 
+from news_etl import hadoop_s3
 from news_etl.kinesis import KinesisDataSource
-from news_etl.settings import LOCAL_MASTER, Settings
+from news_etl.settings import LOCAL_MASTER, ConfigurationError, Settings
 from news_etl.state import HDFS, ROCKSDB, RunState, save_json
 
 # The JIT's quick tier only: C2 spends more CPU compiling Spark's code than it saves in runs of
@@ -71,12 +72,34 @@ def build_session(settings: Settings, state: RunState) -> SparkSession:
     for name, value in os.environ.items():  # executors on other hosts need the same settings
         if name.startswith("AWS_"):
             builder = builder.config(f"spark.executorEnv.{name}", value)
+    if settings.checkpoint_on_s3:
+        for name, value in hadoop_s3.spark_settings().items():
+            builder = builder.config(name, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    if settings.checkpoint_on_s3:
+        check_s3a_jars(spark)
     share_py_files_with_the_source_planner(spark)
     spark.dataSource.register(KinesisDataSource)
     fix_state_partitions(spark, settings, state)
     return spark
+
+
+def check_s3a_jars(spark: SparkSession) -> None:
+    """A checkpoint on S3 needs the S3A jars in the driver's JVM. Started here, the session fetches
+    them (``spark.jars.packages``); spark-submit starts the JVM before the job runs, so it must be
+    given them (docs/cluster.md)."""
+    jvm = spark.sparkContext._jvm
+    loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()  # where Spark adds the jars
+    try:
+        jvm.java.lang.Class.forName("org.apache.hadoop.fs.s3a.S3AFileSystem", False, loader)
+    except Exception as error:  # py4j's error for a missing class
+        if "ClassNotFoundException" not in str(error):
+            raise
+        raise ConfigurationError(
+            "--checkpoint on S3 needs the S3A jars: give spark-submit the flags "
+            "`python -m news_etl.hadoop_s3` prints (docs/cluster.md)"
+        ) from None
 
 
 def fix_state_partitions(spark: SparkSession, settings: Settings, state: RunState) -> None:

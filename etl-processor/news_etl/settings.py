@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from news_etl.kinesis.options import LATEST, TRIM_HORIZON, parse_timestamp
 
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+S3, S3A = "s3://", "s3a://"
+S3_CHECKPOINT = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^/].*$")  # s3://bucket/prefix
 STREAM_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 DEFAULT_MAX_RECORDS = 100_000
 DEFAULT_MAX_BYTES = 256 * 2**20  # about 85,000 articles of 3 KB; 256 records at the 1 MiB limit
@@ -48,7 +50,13 @@ class Settings:
 
     @property
     def spark_checkpoint(self) -> str:
-        return os.path.join(self.checkpoint, "spark")
+        """Spark's part of the checkpoint; on S3 through Hadoop's ``s3a://`` (``session`` sets it up)."""
+        spark = os.path.join(self.checkpoint, "spark")
+        return S3A + spark.removeprefix(S3) if self.checkpoint_on_s3 else spark
+
+    @property
+    def checkpoint_on_s3(self) -> bool:
+        return self.checkpoint.startswith(S3)
 
     @property
     def shard_ends(self) -> str:
@@ -83,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--checkpoint",
         default=env("CHECKPOINT_DIR"),
-        help="checkpoint directory (env CHECKPOINT_DIR; default checkpoints/STREAM)",
+        help="checkpoint: a directory, or s3://bucket/prefix on a cluster whose nodes share nothing but S3 "
+        "(env CHECKPOINT_DIR; default checkpoints/STREAM)",
     )
     add("--once", action="store_true", default=env("RUN_ONCE", "").lower() in ("1", "true", "yes"),
         help="process what is in the stream at start, then exit (env RUN_ONCE)")  # fmt: skip
@@ -161,8 +170,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     if out_of_range:
         parser.error(out_of_range)
     checkpoint = args.checkpoint or os.path.join("checkpoints", args.stream)
-    if "://" in checkpoint:  # os.path.abspath would make it ./s3:/bucket/... silently
-        parser.error(f"--checkpoint (CHECKPOINT_DIR) must be a filesystem path for now, got {checkpoint!r}")
+    if "://" in checkpoint and not S3_CHECKPOINT.match(checkpoint):  # abspath would make it ./gs:/... silently
+        parser.error(f"--checkpoint (CHECKPOINT_DIR) must be a path or s3://bucket/prefix, got {checkpoint!r}")
     if args.output_format is not None and args.output_format not in OUTPUT_FORMATS:
         parser.error(f"--output-format (OUTPUT_FORMAT) must be one of {', '.join(OUTPUT_FORMATS)}, "
                      f"got {args.output_format!r}")  # fmt: skip
@@ -176,7 +185,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         stream=args.stream,
         bucket=args.bucket,
         # Absolute: executors, which write shard ends there too, run in folders of their own.
-        checkpoint=os.path.abspath(checkpoint),
+        checkpoint=checkpoint.rstrip("/") if checkpoint.startswith(S3) else os.path.abspath(checkpoint),
         once=args.once,
         trigger_interval=args.trigger_interval,
         idle_timeout=args.idle_timeout,

@@ -7,16 +7,13 @@ The expected output is derived independently of the ETL, from the stream (tests/
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-import time
 import uuid
 
 import pytest
 
-from tests.support.jobs import ETL_MODULE, TOOLS_MODULE, etl, populate, run_module, start_etl
+from tests.support.jobs import ETL_MODULE, TOOLS_MODULE, etl, kill_while_under_way, populate, run_module, start_etl
 from tests.support.output import assert_exactly_once, assert_metrics_match_output, data_keys, object_etags
 
 pytestmark = pytest.mark.integration
@@ -110,13 +107,7 @@ def test_sigkill_mid_run_then_restart_gives_exactly_once_output(emulator, stream
              "--bad-ratio", "0.05", "--dup-ratio", "0.05")  # fmt: skip
     job = start_etl(emulator, stream_name, bucket, checkpoint, "--once", "--max-records-per-batch", "200",
                     "--metrics-json", str(metrics_path))  # fmt: skip
-    deadline = time.monotonic() + 300
-    for line in job.stdout:  # kill while the batch after the first one is under way
-        if line.startswith("batch 1:") or time.monotonic() > deadline:
-            break
-    time.sleep(1.5)
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait()
+    kill_while_under_way(job)
     state = json.loads((checkpoint / "etl-state.json").read_text())
     assert 1 <= state["last_batch_id"] < 11, "the kill did not land mid-run"
 

@@ -8,8 +8,10 @@ starts them exactly as a user does, in a process of their own.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.support.emulators import Emulator
@@ -29,15 +31,21 @@ def job_env(emulator: Emulator, env: dict[str, str] | None = None) -> dict[str, 
 
 
 def run_module(
-    module: str, args: list[str], emulator: Emulator, timeout: float = 300, env: dict[str, str] | None = None
+    module: str,
+    args: list[str],
+    emulator: Emulator,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run ``python -m module args`` to completion, pointed at ``emulator`` (plus ``env``)."""
+    """Run ``python -m module args`` to completion (in ``cwd``), pointed at ``emulator`` (plus ``env``)."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         env=job_env(emulator, env),
         capture_output=True,
         text=True,
         timeout=timeout,
+        cwd=cwd,
     )
 
 
@@ -53,10 +61,17 @@ def etl_args(stream: str, bucket: str, checkpoint, *args: str) -> list[str]:
 
 
 def etl(
-    emulator: Emulator, stream: str, bucket: str, checkpoint, *args: str, env: dict[str, str] | None = None
+    emulator: Emulator,
+    stream: str,
+    bucket: str,
+    checkpoint,
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess:
     """One run of the ETL to its exit (ten minutes at most)."""
-    return run_module(ETL_MODULE, etl_args(stream, bucket, checkpoint, *args), emulator, timeout=600, env=env)
+    argv = etl_args(stream, bucket, checkpoint, *args)
+    return run_module(ETL_MODULE, argv, emulator, timeout=600, env=env, cwd=cwd)
 
 
 def submit_etl(
@@ -83,13 +98,27 @@ def start_etl(
     *args: str,
     stdout=subprocess.PIPE,
     env: dict[str, str] | None = None,
+    log: Path | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.Popen:
     """The job as a background process group (so a test can SIGKILL all of it, JVM included).
 
-    Its log (stderr) goes to ``<checkpoint>.log``; its stdout to a pipe, unless ``stdout`` says.
+    Its log (stderr) goes to ``log`` (default ``<checkpoint>.log``); its stdout to a pipe, unless
+    ``stdout`` says.
     """
     argv = [sys.executable, "-m", ETL_MODULE, *etl_args(stream, bucket, checkpoint, *args)]
-    with open(f"{checkpoint}.log", "a") as log:
+    with open(log or f"{checkpoint}.log", "a") as log:
         return subprocess.Popen(
-            argv, env=job_env(emulator, env), stdout=stdout, stderr=log, text=True, start_new_session=True
+            argv, env=job_env(emulator, env), stdout=stdout, stderr=log, text=True, start_new_session=True, cwd=cwd
         )
+
+
+def kill_while_under_way(job: subprocess.Popen, batch_line: str = "batch 1:", timeout: float = 300) -> None:
+    """SIGKILL the job's whole process group while the batch after ``batch_line``'s is under way."""
+    deadline = time.monotonic() + timeout
+    for line in job.stdout:
+        if line.startswith(batch_line) or time.monotonic() > deadline:
+            break
+    time.sleep(1.5)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()

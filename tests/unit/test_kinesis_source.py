@@ -732,7 +732,8 @@ def test_a_relative_checkpoint_is_made_absolute_for_the_executors(clean_env, tmp
         ([*VALID_ARGV, "--max-bytes-per-batch", "-1"], "--max-bytes-per-batch"),
         ([*VALID_ARGV, "--state-partitions", "0"], "--state-partitions"),
         ([*VALID_ARGV, "--idle-timeout", "-1"], "--idle-timeout"),
-        ([*VALID_ARGV, "--checkpoint", "s3://bucket/checkpoints"], "--checkpoint"),
+        ([*VALID_ARGV, "--checkpoint", "gs://bucket/checkpoints"], "--checkpoint"),
+        ([*VALID_ARGV, "--checkpoint", "s3://bucket-only"], "--checkpoint"),
         ([*VALID_ARGV, "--output-format", "csv"], "--output-format"),
         ([*VALID_ARGV, "--compact-target-mb", "-1"], "--compact-target-mb"),
     ],
@@ -746,7 +747,8 @@ def test_a_relative_checkpoint_is_made_absolute_for_the_executors(clean_env, tmp
         "negative-max-bytes",
         "zero-state-partitions",
         "negative-idle-timeout",
-        "checkpoint-uri",
+        "checkpoint-uri-not-s3",
+        "checkpoint-s3-without-prefix",
         "unknown-output-format",
         "negative-compact-target",
     ],
@@ -759,6 +761,15 @@ def test_bad_setting_exits_2_with_one_line_naming_the_flag(clean_env, capsys, ar
     assert exited.value.code == 2
     assert len(err.splitlines()) == 1
     assert flag in err
+
+
+def test_an_s3_checkpoint_keeps_its_uri_and_spark_reaches_it_through_s3a(clean_env):
+    """s3://bucket/prefix is not made a local path; Spark's part is the same place as s3a://."""
+    settings = parse_settings([*VALID_ARGV, "--checkpoint", "s3://news-state/checkpoints/news/"])
+    assert settings.checkpoint == "s3://news-state/checkpoints/news"
+    assert settings.spark_checkpoint == "s3a://news-state/checkpoints/news/spark"
+    assert settings.state_file == "s3://news-state/checkpoints/news/etl-state.json"
+    assert settings.shard_ends == "s3://news-state/checkpoints/news/kinesis-shard-ends"
 
 
 def test_an_unknown_output_format_from_the_environment_is_refused_naming_the_variable(clean_env, capsys, monkeypatch):

@@ -1,0 +1,94 @@
+"""Spark's checkpoint on S3: the Hadoop S3A jars and the settings that put it there.
+
+    python -m news_etl.hadoop_s3     prints the spark-submit flags that bring the jars
+
+A checkpoint given as ``s3://bucket/prefix`` keeps Spark's part (offsets, commits, the RocksDB
+dedup state) at ``s3a://bucket/prefix/spark``, so a cluster's nodes need to share nothing but
+S3. The jars come from Maven Central through Spark's own resolver (``spark.jars.packages``,
+cached in ``IVY_CACHE``), pinned to what PySpark 4.3.0 bundles: Hadoop 3.5.0's ``hadoop-aws``, and
+the AWS SDK v2 modules it needs at the version its pom declares, instead of the 500 MB SDK
+bundle (Hadoop allows this since HADOOP-19282). What was measured to choose them is in
+docs/design.md ("Design decisions").
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from news_etl.aws import region
+
+HADOOP = "3.5.0"  # PySpark 4.3.0's hadoop-client-api and -runtime
+AWS_SDK = "2.35.4"  # what hadoop-aws 3.5.0's pom declares (aws-java-sdk-v2.version)
+PACKAGES = (
+    f"org.apache.hadoop:hadoop-aws:{HADOOP}",
+    f"software.amazon.awssdk:s3:{AWS_SDK}",
+    f"software.amazon.awssdk:s3-transfer-manager:{AWS_SDK}",
+    f"software.amazon.awssdk:sts:{AWS_SDK}",
+    # The S3-safe checkpoint file manager. No 4.3.0 (nor 4.2.x) of it is on Maven Central; the
+    # class is unchanged since Spark 3.1 and 4.1.2's works with 4.3 (tests/integration/test_s3_checkpoint.py).
+    "org.apache.spark:spark-hadoop-cloud_2.13:4.1.2",
+)
+EXCLUDES = (
+    "software.amazon.awssdk:bundle",  # hadoop-aws still declares it: the modules above replace it
+    "org.wildfly.openssl:wildfly-openssl",
+    # S3A's async client (Netty) serves only the optimized upload of local files, turned off below.
+    "software.amazon.awssdk:netty-nio-client",
+    "io.netty:*",
+    # Older copies of what PySpark already bundles.
+    "org.slf4j:slf4j-api",
+    "commons-codec:commons-codec",
+    "com.fasterxml.jackson.core:jackson-databind",
+    "com.fasterxml.jackson.core:jackson-annotations",
+    "com.fasterxml.jackson.dataformat:jackson-dataformat-cbor",
+    "org.apache.httpcomponents:httpclient",
+    "org.apache.httpcomponents:httpcore",
+    "org.eclipse.jetty:jetty-util",
+    "org.eclipse.jetty:jetty-util-ajax",
+    "joda-time:joda-time",
+    # The other clouds spark-hadoop-cloud brings along, and Hadoop's unshaded client.
+    "org.apache.hadoop:hadoop-client-runtime",
+    "org.apache.hadoop:hadoop-azure",
+    "org.apache.hadoop:hadoop-huaweicloud",
+    "org.apache.hadoop:hadoop-cloud-storage",
+    "com.google.cloud.bigdataoss:gcs-connector",
+    "com.squareup.okhttp3:okhttp",
+    "com.squareup.okio:okio",
+)
+CHECKPOINT_FILE_MANAGER = "org.apache.spark.internal.io.cloud.AbortableStreamBasedCheckpointFileManager"
+IVY_CACHE = Path(os.environ.get("NEWS_ETL_IVY") or Path.home() / ".cache" / "news-etl" / "ivy")
+
+
+def spark_settings() -> dict[str, str]:
+    """The Spark settings for an ``s3a://`` checkpoint; the endpoint and region from the AWS settings.
+
+    Credentials come from Hadoop's default chain (the AWS_* environment, which the executors get
+    too, then the instance's role), as for every other AWS client of the job.
+    """
+    conf = {
+        "spark.jars.packages": ",".join(PACKAGES),
+        "spark.jars.excludes": ",".join(EXCLUDES),
+        "spark.jars.ivy": str(IVY_CACHE),
+        # Spark's docs rate a rename-based checkpoint unsafe on S3: this one writes each file
+        # with a stream that is aborted, not published, when the write fails.
+        "spark.sql.streaming.checkpointFileManagerClass": CHECKPOINT_FILE_MANAGER,
+        "spark.hadoop.fs.s3a.optimized.copy.from.local.enabled": "false",  # needs the async client
+    }
+    if region():
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = region()
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:  # an emulator: its full URL, path-style bucket addressing
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https://")).lower()
+    return conf
+
+
+def submit_args() -> list[str]:
+    """spark-submit's flags for the jars: under spark-submit the JVM starts before the job can ask."""
+    return ["--packages", ",".join(PACKAGES), "--exclude-packages", ",".join(EXCLUDES),
+            "--conf", f"spark.jars.ivy={IVY_CACHE}"]  # fmt: skip
+
+
+if __name__ == "__main__":
+    print(" ".join(submit_args()))

@@ -1,0 +1,80 @@
+"""The whole checkpoint on S3 (``--checkpoint s3://bucket/prefix``), on real moto.
+
+Spark's offsets, commits and RocksDB dedup state go through Hadoop's S3A (jars fetched from
+Maven Central into the Ivy cache); the running totals and the shard ends through
+``news_etl.checkpoint_files``. The job runs in an empty folder that must stay empty: nothing of
+the checkpoint is on local disk. (Spark's scratch space, under the system's temporary folder,
+is not the checkpoint.)
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections import Counter
+
+import pytest
+
+from tests.support.jobs import TOOLS_MODULE, etl, kill_while_under_way, populate, run_module, start_etl, submit_etl
+from tests.support.output import assert_exactly_once, assert_metrics_match_output
+
+pytestmark = pytest.mark.integration
+
+
+def checkpoint_objects(moto, bucket: str, prefix: str) -> Counter:
+    """How many objects each part of the checkpoint holds."""
+    pages = moto.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/")
+    keys = [item["Key"].removeprefix(f"{prefix}/") for page in pages for item in page.get("Contents", [])]
+    return Counter("/".join(key.split("/")[:2]) if key.startswith("spark/") else key.split("/")[0] for key in keys)
+
+
+def test_a_checkpoint_on_s3_survives_a_sigkill_and_keeps_nothing_on_local_disk(moto, stream_name, tmp_path):
+    """Killed after a committed batch and rerun, with the checkpoint on S3: exact output, the
+    metrics and `verify` agree, the checkpoint's parts are on S3 and the job's folder stays empty."""
+    output_bucket, state_bucket = f"news-{uuid.uuid4().hex[:10]}", f"state-{uuid.uuid4().hex[:10]}"
+    for bucket in (output_bucket, state_bucket):
+        moto.client("s3").create_bucket(Bucket=bucket)
+    checkpoint = f"s3://{state_bucket}/checkpoints/{stream_name}"
+    populate(moto, stream_name, "--shards", "2", "--count", "1200", "--seed", "23", "--bad-ratio", "0.05",
+             "--dup-ratio", "0.05")  # fmt: skip
+    workdir, metrics = tmp_path / "job", tmp_path / "metrics.json"
+    workdir.mkdir()
+    job = start_etl(moto, stream_name, output_bucket, checkpoint, "--once", "--max-records-per-batch", "150",
+                    log=tmp_path / "job.log", cwd=workdir)  # fmt: skip
+    kill_while_under_way(job)
+    assert checkpoint_objects(moto, state_bucket, f"checkpoints/{stream_name}")["spark/commits"] >= 1
+
+    rerun = etl(moto, stream_name, output_bucket, checkpoint, "--once", "--max-records-per-batch", "150",
+                "--metrics-json", str(metrics), cwd=workdir)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert_exactly_once(moto, stream_name, output_bucket)
+    assert assert_metrics_match_output(moto, output_bucket, metrics)["records_read"] == 1200
+    assert run_module(TOOLS_MODULE, ["verify", "--checkpoint", checkpoint], moto).returncode == 0
+    parts = checkpoint_objects(moto, state_bucket, f"checkpoints/{stream_name}")
+    assert {"spark/offsets", "spark/commits", "spark/state", "etl-state.json", "kinesis-shard-ends"} <= set(parts)
+    assert list(workdir.iterdir()) == [], "the job wrote to its working folder"
+
+
+def test_a_checkpoint_bucket_that_does_not_exist_stops_the_job_in_one_line(moto, stream_name, tmp_path):
+    """--checkpoint s3://missing/... is refused before Spark starts, naming the setting."""
+    moto.client("kinesis").create_stream(StreamName=stream_name, ShardCount=1)
+    moto.client("s3").create_bucket(Bucket="out-bucket")
+    result = etl(moto, stream_name, "out-bucket", "s3://no-such-state-bucket/cp", "--once", cwd=tmp_path)
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert result.returncode == 1
+    assert errors == ["etl: error: --checkpoint's bucket 'no-such-state-bucket' not found or not accessible"]
+
+
+def test_spark_submit_without_the_s3a_jars_stops_in_one_line_naming_the_flags(moto, stream_name, tmp_path):
+    """Under spark-submit the JVM starts before the job: without --packages it cannot reach an
+    s3a:// checkpoint, and says so in one line."""
+    moto.client("kinesis").create_stream(StreamName=stream_name, ShardCount=1)
+    for bucket in ("out-bucket", "state-bucket"):
+        moto.client("s3").create_bucket(Bucket=bucket)
+    result = submit_etl(moto, ["--master", "local[1]"], stream_name, "out-bucket", "s3://state-bucket/cp", "--once",
+                        env={"PYSPARK_PYTHON": sys.executable})  # fmt: skip
+    # spark-submit passes the job's stderr on in its own stdout
+    errors = [line for line in result.stdout.splitlines() if line.startswith("etl: error:")]
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert errors == ["etl: error: --checkpoint on S3 needs the S3A jars: give spark-submit the flags "
+                      "`python -m news_etl.hadoop_s3` prints (docs/cluster.md)"]  # fmt: skip
