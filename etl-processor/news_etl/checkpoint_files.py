@@ -13,6 +13,7 @@ One layer for both stores, through pyarrow's filesystems, so a checkpoint given 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import pyarrow.fs as pafs
@@ -21,6 +22,7 @@ from botocore.exceptions import ClientError
 from news_etl.aws import s3_client, s3_filesystem
 
 S3 = "s3://"
+CONFLICT_ATTEMPTS = 5  # conditional puts answered 409 (a concurrent upload undecided), then the error
 
 
 def is_s3(path: str) -> bool:
@@ -73,17 +75,28 @@ def replace(path: str, document: bytes) -> None:
     os.replace(_temporary_copy(target, document), target)
 
 
-def create(path: str, document: bytes) -> bool:
-    """Write ``path`` unless it exists; returns whether this call created it."""
-    if is_s3(path):
-        bucket, key = _bucket_and_key(path)
+def _create_on_s3(path: str, document: bytes) -> bool:
+    """PutObject with ``If-None-Match: *``. 412 means another writer's object is there; 409 means
+    S3 is still deciding between two uploads, so AWS says to try again (a few times, briefly)."""
+    bucket, key = _bucket_and_key(path)
+    for attempt in range(CONFLICT_ATTEMPTS):
         try:
             s3_client().put_object(Bucket=bucket, Key=key, Body=document, IfNoneMatch="*")
             return True
         except ClientError as error:
-            if error.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
+            code = error.response["Error"]["Code"]
+            if code == "PreconditionFailed":
                 return False
-            raise
+            if code != "ConditionalRequestConflict" or attempt == CONFLICT_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def create(path: str, document: bytes) -> bool:
+    """Write ``path`` unless it exists; returns whether this call created it."""
+    if is_s3(path):
+        return _create_on_s3(path, document)
     _, target = filesystem(path)
     temporary = _temporary_copy(target, document)
     try:

@@ -56,14 +56,19 @@ EXCLUDES = (
     "com.squareup.okio:okio",
 )
 CHECKPOINT_FILE_MANAGER = "org.apache.spark.internal.io.cloud.AbortableStreamBasedCheckpointFileManager"
+SDK_CREDENTIALS = "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"
+# What the job needs loaded for an S3 checkpoint: S3A, the checkpoint manager, the SDK's client.
+REQUIRED_CLASSES = ("org.apache.hadoop.fs.s3a.S3AFileSystem", CHECKPOINT_FILE_MANAGER,
+                    "software.amazon.awssdk.services.s3.S3Client")  # fmt: skip
 IVY_CACHE = Path(os.environ.get("NEWS_ETL_IVY") or Path.home() / ".cache" / "news-etl" / "ivy")
 
 
 def spark_settings() -> dict[str, str]:
     """The Spark settings for an ``s3a://`` checkpoint; the endpoint and region from the AWS settings.
 
-    Credentials come from Hadoop's default chain (the AWS_* environment, which the executors get
-    too, then the instance's role), as for every other AWS client of the job.
+    Credentials come from the AWS SDK's default chain (environment, profile files, web identity,
+    container and instance roles), as for boto3, pyarrow and delta-rs; S3A's own default chain
+    lacks profiles and web identity (IRSA on EKS).
     """
     conf = {
         "spark.jars.packages": ",".join(PACKAGES),
@@ -73,6 +78,7 @@ def spark_settings() -> dict[str, str]:
         # with a stream that is aborted, not published, when the write fails.
         "spark.sql.streaming.checkpointFileManagerClass": CHECKPOINT_FILE_MANAGER,
         "spark.hadoop.fs.s3a.optimized.copy.from.local.enabled": "false",  # needs the async client
+        "spark.hadoop.fs.s3a.aws.credentials.provider": SDK_CREDENTIALS,
     }
     if region():
         conf["spark.hadoop.fs.s3a.endpoint.region"] = region()

@@ -91,15 +91,16 @@ def check_s3a_jars(spark: SparkSession) -> None:
     given them (docs/cluster.md)."""
     jvm = spark.sparkContext._jvm
     loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()  # where Spark adds the jars
-    try:
-        jvm.java.lang.Class.forName("org.apache.hadoop.fs.s3a.S3AFileSystem", False, loader)
-    except Exception as error:  # py4j's error for a missing class
-        if "ClassNotFoundException" not in str(error):
-            raise
-        raise ConfigurationError(
-            "--checkpoint on S3 needs the S3A jars: give spark-submit the flags "
-            "`python -m news_etl.hadoop_s3` prints (docs/cluster.md)"
-        ) from None
+    for name in hadoop_s3.REQUIRED_CLASSES:
+        try:
+            jvm.java.lang.Class.forName(name, False, loader)
+        except Exception as error:  # py4j's error for a missing class
+            if "ClassNotFoundException" not in str(error):
+                raise
+            raise ConfigurationError(
+                f"--checkpoint on S3 needs the S3A jars ({name} is missing): give spark-submit the flags "
+                "`python -m news_etl.hadoop_s3` prints (docs/cluster.md)"
+            ) from None
 
 
 def fix_state_partitions(spark: SparkSession, settings: Settings, state: RunState) -> None:

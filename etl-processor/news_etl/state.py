@@ -128,21 +128,27 @@ def read_state(path: str) -> RunState | None:
     return RunState(**json.loads(document)) if document is not None else None
 
 
+def create_state(settings: Settings, stream_created: str) -> RunState:
+    """A new checkpoint's running totals, created only if absent: when two jobs start on the same
+    new checkpoint, the one whose file was created first wins and the other takes its state."""
+    state = RunState(settings.stream, settings.bucket, run_id=uuid.uuid4().hex[:8], stream_created=stream_created,
+                     state_store=ROCKSDB, state_partitions=settings.state_partitions or 0,
+                     output_format=settings.output_format or DEFAULT_OUTPUT_FORMAT)  # fmt: skip
+    if checkpoint_files.create(settings.state_file, json.dumps(asdict(state), indent=1).encode()):
+        return state
+    theirs = read_state(settings.state_file)
+    if theirs is None:
+        raise ConfigurationError(f"checkpoint {settings.checkpoint} is being created by another job at this moment")
+    return theirs
+
+
 def load_state(settings: Settings, stream_created: str) -> RunState:
     """The checkpoint's running totals; a new checkpoint gets a run id that names its files.
 
     Raises ``ConfigurationError`` when the checkpoint belongs to another stream, or to an earlier
     stream of the same name (its offsets name records that are gone).
     """
-    state = read_state(settings.state_file)
-    if state is None:
-        state = RunState(settings.stream, settings.bucket, run_id=uuid.uuid4().hex[:8], stream_created=stream_created,
-                         state_store=ROCKSDB, state_partitions=settings.state_partitions or 0,
-                         output_format=settings.output_format or DEFAULT_OUTPUT_FORMAT)  # fmt: skip
-        document = json.dumps(asdict(state), indent=1).encode()
-        if checkpoint_files.create(settings.state_file, document):
-            return state
-        state = read_state(settings.state_file)  # another job made the checkpoint first: it is that one's
+    state = read_state(settings.state_file) or create_state(settings, stream_created)
     if not state.state_store:  # made before these were recorded: the store and partitions it was made with
         state.state_store, state.state_partitions = HDFS, state.state_partitions or LEGACY_STATE_PARTITIONS
         save_json(settings.state_file, asdict(state))

@@ -129,6 +129,8 @@ def test_with_the_checkpoint_on_s3_a_killed_worker_and_a_killed_driver_lose_and_
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait()
 
+        # New records, so that the rerun has batches the killed run cannot have started, whatever it reached.
+        populate(moto, stream_name, "--count", "400", "--seed", "84", "--bad-ratio", "0.05")
         again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, cwd=driver_dir)
         (tmp_path / "2.txt").write_text(again.stdout)
         (tmp_path / "second.log").write_text(again.stderr)
@@ -138,7 +140,8 @@ def test_with_the_checkpoint_on_s3_a_killed_worker_and_a_killed_driver_lose_and_
         [rerun_app] = second_app - first_app  # worker 0 ran only the first application
         rerun_executors = {executor.name for executor in (cluster.worker_dirs[1] / rerun_app).iterdir()}
         # A replayed batch reads to the shard ends the killed run recorded, which name that run's
-        # executors: judge only the batches the killed run cannot have started.
+        # executors: judge only the batches the killed run cannot have started. (Worker 0 is dead, so
+        # this checks that the batch lines name the executors that really read.)
         started = max(int(batch) for batch in BATCH.findall(first.read_text())) + 1
         fresh = [line for line in again.stdout.splitlines() if (batch := BATCH.match(line)) and int(batch[1]) > started]
         read_by = {executor for line in fresh for _, executor in READ_BY.findall(line)}

@@ -9,6 +9,7 @@ is not the checkpoint.)
 
 from __future__ import annotations
 
+import json
 import sys
 import uuid
 from collections import Counter
@@ -42,7 +43,8 @@ def test_a_checkpoint_on_s3_survives_a_sigkill_and_keeps_nothing_on_local_disk(m
     job = start_etl(moto, stream_name, output_bucket, checkpoint, "--once", "--max-records-per-batch", "150",
                     log=tmp_path / "job.log", cwd=workdir)  # fmt: skip
     kill_while_under_way(job)
-    assert checkpoint_objects(moto, state_bucket, f"checkpoints/{stream_name}")["spark/commits"] >= 1
+    state = moto.client("s3").get_object(Bucket=state_bucket, Key=f"checkpoints/{stream_name}/etl-state.json")
+    assert 1 <= json.loads(state["Body"].read())["last_batch_id"] < 7, "the kill did not land mid-run (8 batches)"
 
     rerun = etl(moto, stream_name, output_bucket, checkpoint, "--once", "--max-records-per-batch", "150",
                 "--metrics-json", str(metrics), cwd=workdir)  # fmt: skip
@@ -76,5 +78,7 @@ def test_spark_submit_without_the_s3a_jars_stops_in_one_line_naming_the_flags(mo
     # spark-submit passes the job's stderr on in its own stdout
     errors = [line for line in result.stdout.splitlines() if line.startswith("etl: error:")]
     assert result.returncode == 1, result.stderr[-2000:]
-    assert errors == ["etl: error: --checkpoint on S3 needs the S3A jars: give spark-submit the flags "
-                      "`python -m news_etl.hadoop_s3` prints (docs/cluster.md)"]  # fmt: skip
+    assert errors == [
+        "etl: error: --checkpoint on S3 needs the S3A jars (org.apache.hadoop.fs.s3a.S3AFileSystem is missing): "
+        "give spark-submit the flags `python -m news_etl.hadoop_s3` prints (docs/cluster.md)"
+    ]
