@@ -45,11 +45,6 @@ def read(path: str) -> bytes | None:
         return None
 
 
-def exists(path: str) -> bool:
-    store, inner = filesystem(path)
-    return store.get_file_info(inner).type == pafs.FileType.File
-
-
 def _bucket_and_key(path: str) -> tuple[str, str]:
     bucket, key = path.removeprefix(S3).split("/", 1)
     return bucket, key

@@ -97,10 +97,11 @@ def check_output_folders(bucket: str, output_format: str) -> None:
     """A Delta table and plain Parquet output never share a folder: vacuum would delete the plain
     files, and Parquet readers would read files the table no longer holds."""
     for kind in (ENRICHED, QUARANTINED):
-        if output_format == DELTA and not is_table(bucket, kind) and folder_has_objects(bucket, kind):
+        delta = is_table(bucket, kind)
+        if output_format == DELTA and not delta and folder_has_objects(bucket, kind):
             raise ConfigurationError(f"s3://{bucket}/{kind}/ holds plain Parquet output, where a Delta table "
                                      "cannot go: use another bucket, or --output-format parquet")  # fmt: skip
-        if output_format == PARQUET and is_table(bucket, kind):
+        if output_format == PARQUET and delta:
             raise ConfigurationError(f"s3://{bucket}/{kind}/ is a Delta table, where plain Parquet output cannot "
                                      "go: use another bucket, or --output-format delta")  # fmt: skip
 

@@ -48,20 +48,18 @@ def list_objects(filesystem: pafs.FileSystem, bucket: str) -> list[pafs.FileInfo
     return [info for info in filesystem.get_file_info(selector) if info.type == pafs.FileType.File]
 
 
-def dataset(filesystem: pafs.FileSystem, bucket: str, kind: str, objects: list[pafs.FileInfo]) -> ds.Dataset | None:
-    """The ``enriched`` or ``quarantine`` output, if any file exists: a Delta table's live files at
-    its latest version, or a plain folder's files."""
-    if table.is_table(bucket, kind):
-        live = table.live_files(bucket, kind)
-        if not live:
-            return None
-        # dt is in the Delta log, not in the files: the hive-style folder names carry it here too.
-        return ds.dataset([path for path, _ in live], filesystem=filesystem, format="parquet", partitioning="hive",
-                          partition_base_dir=f"{bucket}/{kind}")  # fmt: skip
+def dataset(filesystem: pafs.FileSystem, bucket: str, kind: str, objects: list[pafs.FileInfo],
+            live: list[tuple[str, str]] | None) -> ds.Dataset | None:  # fmt: skip
+    """The ``enriched`` or ``quarantine`` output, if any file exists: a Delta table's ``live`` files
+    (at its latest version), or, when it is no table (``live`` None), a plain folder's files."""
     base = f"{bucket}/{kind}"
-    files = [info.path for info in objects if info.path.startswith(f"{base}/") and info.path.endswith(".parquet")]
+    if live is not None:
+        files = [path for path, _ in live]
+    else:
+        files = [info.path for info in objects if info.path.startswith(f"{base}/") and info.path.endswith(".parquet")]
     if not files:
         return None
+    # A Delta table keeps dt in its log, not in the files: the hive-style folder names carry it too.
     return ds.dataset(files, filesystem=filesystem, format="parquet", partitioning="hive",
                       partition_base_dir=base)  # fmt: skip
 
@@ -77,13 +75,15 @@ def inspect(args: argparse.Namespace) -> int:
         print(f"inspect: error: cannot list s3://{args.bucket}: {error}", file=sys.stderr)
         return 1
     print(f"s3://{args.bucket}: {len(objects)} objects")
-    tables = [kind for kind in (ENRICHED, QUARANTINED) if table.is_table(args.bucket, kind)]
-    for kind in tables:
-        print_live_files(args.bucket, kind, objects)
+    live = {kind: table.live_files(args.bucket, kind) for kind in (ENRICHED, QUARANTINED)
+            if table.is_table(args.bucket, kind)}  # fmt: skip
+    for kind, files in live.items():
+        print_live_files(args.bucket, kind, files, objects)
     for info in objects:  # everything outside the Delta tables (plain Parquet output)
-        if info.path.removeprefix(f"{args.bucket}/").split("/")[0] not in tables:
+        if info.path.removeprefix(f"{args.bucket}/").split("/")[0] not in live:
             print(f"  {info.size:>10,}  {info.path.removeprefix(args.bucket + '/')}")
-    enriched, quarantine = (dataset(filesystem, args.bucket, kind, objects) for kind in (ENRICHED, QUARANTINED))
+    enriched, quarantine = (dataset(filesystem, args.bucket, kind, objects, live.get(kind))
+                            for kind in (ENRICHED, QUARANTINED))  # fmt: skip
     print(f"enriched rows: {enriched.count_rows() if enriched else 0}")
     print(f"quarantined rows: {quarantine.count_rows() if quarantine else 0}")
     if quarantine:
@@ -96,10 +96,9 @@ def inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_live_files(bucket: str, kind: str, objects: list[pafs.FileInfo]) -> None:
+def print_live_files(bucket: str, kind: str, live: list[tuple[str, str]], objects: list[pafs.FileInfo]) -> None:
     """A Delta table's version and live files; the rest of its folder (its log, and files a
     compaction replaced or a failed attempt wrote, until vacuum) is counted, not listed."""
-    live = table.live_files(bucket, kind)
     sizes = {info.path: info.size for info in objects}
     others = sum(1 for info in objects if info.path.startswith(f"{bucket}/{kind}/")) - len(live)
     print(f"{kind}/: Delta table at version {table.open_table(bucket, kind).version()}, {len(live)} live files "
