@@ -190,6 +190,10 @@ def test_compaction_while_the_job_writes_loses_and_duplicates_nothing(moto, stre
                         "--max-records-per-batch", "40", "--compact-target-mb", "0", stdout=stdout)  # fmt: skip
     compactions, fed = 0, False
     deadline = time.monotonic() + 300
+    s3 = moto.client("s3")
+    while job.poll() is None and not s3.list_objects_v2(Bucket=bucket, Prefix="quarantine/_delta_log/")["KeyCount"]:
+        assert time.monotonic() < deadline, "the job created no tables"  # both exist once the second does
+        time.sleep(0.2)
     while job.poll() is None and time.monotonic() < deadline:
         if compactions == 3 and not fed:  # more records while compactions go on
             populate(moto, stream_name, "--count", "300", "--seed", "92", "--bad-ratio", "0.1")
