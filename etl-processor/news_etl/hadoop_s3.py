@@ -1,6 +1,7 @@
 """Spark's checkpoint on S3: the Hadoop S3A jars and the settings that put it there.
 
-    python -m news_etl.hadoop_s3     prints the spark-submit flags that bring the jars
+    python -m news_etl.hadoop_s3         prints the spark-submit flags that bring the jars
+    python -m news_etl.hadoop_s3 fetch   downloads the jars into the cache (an image build does)
 
 A checkpoint given as ``s3://bucket/prefix`` keeps Spark's part (offsets, commits, the RocksDB
 dedup state) at ``s3a://bucket/prefix/spark``, so a cluster's nodes need to share nothing but
@@ -13,6 +14,7 @@ docs/design.md ("Design decisions").
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -63,6 +65,15 @@ REQUIRED_CLASSES = ("org.apache.hadoop.fs.s3a.S3AFileSystem", CHECKPOINT_FILE_MA
 IVY_CACHE = Path(os.environ.get("NEWS_ETL_IVY") or Path.home() / ".cache" / "news-etl" / "ivy")
 
 
+def jar_settings() -> dict[str, str]:
+    """The Spark settings that fetch the jars (once: later runs find them in ``IVY_CACHE``)."""
+    return {
+        "spark.jars.packages": ",".join(PACKAGES),
+        "spark.jars.excludes": ",".join(EXCLUDES),
+        "spark.jars.ivy": str(IVY_CACHE),
+    }
+
+
 def spark_settings() -> dict[str, str]:
     """The Spark settings for an ``s3a://`` checkpoint; the endpoint and region from the AWS settings.
 
@@ -71,9 +82,7 @@ def spark_settings() -> dict[str, str]:
     lacks profiles and web identity (IRSA on EKS).
     """
     conf = {
-        "spark.jars.packages": ",".join(PACKAGES),
-        "spark.jars.excludes": ",".join(EXCLUDES),
-        "spark.jars.ivy": str(IVY_CACHE),
+        **jar_settings(),
         # Spark's docs rate a rename-based checkpoint unsafe on S3: this one writes each file
         # with a stream that is aborted, not published, when the write fails.
         "spark.sql.streaming.checkpointFileManagerClass": CHECKPOINT_FILE_MANAGER,
@@ -96,5 +105,28 @@ def submit_args() -> list[str]:
             "--conf", f"spark.jars.ivy={IVY_CACHE}"]  # fmt: skip
 
 
+def fetch() -> None:
+    """Download the jars into ``IVY_CACHE`` by starting a local session that asks for them, so that
+    a container built with them starts its runs without reaching Maven Central."""
+    from pyspark.sql import SparkSession
+
+    from news_etl.session import check_s3a_jars
+
+    builder = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
+    for name, value in jar_settings().items():
+        builder = builder.config(name, value)
+    spark = builder.getOrCreate()
+    try:
+        check_s3a_jars(spark)
+    finally:
+        spark.stop()
+    print(f"S3A jars cached in {IVY_CACHE}")
+
+
 if __name__ == "__main__":
-    print(" ".join(submit_args()))
+    parser = argparse.ArgumentParser(prog="python -m news_etl.hadoop_s3", description=__doc__.splitlines()[0])
+    parser.add_argument("command", nargs="?", choices=["fetch"], help="download the jars (default: print the flags)")
+    if parser.parse_args().command == "fetch":
+        fetch()
+    else:
+        print(" ".join(submit_args()))

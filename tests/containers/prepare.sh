@@ -99,6 +99,10 @@ unknown() { echo "$here/$1 stands in for $2, not $3" >&2; exit 1; }
 context=$CACHE/context
 rm -rf "$context" && mkdir -p "$context"
 cp /etc/ssl/certs/ca-certificates.crt "$context/host-ca.crt"
+# The machine's own CAs (the egress proxy's) one by one as well: Java's trust store, made when
+# the ETL image installs its JRE, takes certificates from /etc/ssl/certs, not from the bundle.
+mkdir "$context/host-local-ca"
+cp -r /usr/local/share/ca-certificates/. "$context/host-local-ca/"
 "$LOCALSTACK_VENV/bin/pip" freeze --quiet >"$context/requirements.txt"
 build() { # TAG CONTAINERFILE [BUILD ARGUMENT...]: quiet unless it fails
   echo "stand-in $1"

@@ -17,6 +17,7 @@ import re
 import subprocess
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ import pytest
 from tests.containers.engine import Engine
 from tests.support.compose import TOTALS  # the ETL's totals line, as the host harness reads it
 from tests.support.emulators import Emulator, free_port, stop_group
-from tests.support.output import assert_exactly_once, object_etags, output
+from tests.support.output import CHECKPOINT_PARTS, assert_exactly_once, checkpoint_objects, object_etags, output
 
 pytestmark = pytest.mark.containers
 
@@ -38,7 +39,7 @@ KNOBS = {
     "PUBLISHED_UNTIL": "2026-11-20T12:00:00Z",
     "IDLE_TIMEOUT": "20",
 }
-STREAM, BUCKET = "news", "news-data"  # the file's defaults
+STREAM, BUCKET, CHECKPOINT_BUCKET = "news", "news-data", "news-checkpoints"  # the file's defaults
 RUN_TIMEOUT_S = 900  # builds from a cold layer cache included
 POPULATED = re.compile(r"^populate: accepted 1500/1500 records into news \((\d+) valid, (\d+) invalid", re.MULTILINE)
 SHARD_EXECUTOR = re.compile(r"(shardId-\d+) \d+ ms \(executor ([^)]+)\)")
@@ -154,7 +155,8 @@ def test_docker_compose_up_runs_the_pipeline_in_containers(stack):
 
 
 def test_the_cluster_profile_reads_the_shards_in_the_workers_containers(stack):
-    """`docker compose --profile cluster up populate cluster-etl`: a master, two workers, the driver."""
+    """`docker compose --profile cluster up populate cluster-etl`: a master, two workers, the driver,
+    sharing no volume: the checkpoint is on LocalStack's S3, and the workers' disks hold none of it."""
     stack.start("--profile", "cluster", "up", "--build", "populate", "cluster-etl")
     containers = stack.wait_for_exit("populate", "cluster-etl")
     check_localstack(stack, containers)
@@ -170,6 +172,18 @@ def test_the_cluster_profile_reads_the_shards_in_the_workers_containers(stack):
         listing = stack.engine.podman("exec", worker, "sh", "-c", "ls -d /tmp/spark-work/app-*/*")
         in_workers |= {path.rsplit("/", 1)[1] for path in listing.stdout.split()}
     assert readers <= in_workers, (readers, in_workers)
+
+    # The checkpoint, every part of it, is in CHECKPOINT_BUCKET. No two containers share a volume
+    # (each has only the anonymous one of the image's VOLUME), and the workers wrote nothing there.
+    parts = checkpoint_objects(stack.emulator("localstack"), CHECKPOINT_BUCKET, STREAM)
+    assert set(parts) >= CHECKPOINT_PARTS, parts
+    mounts = Counter()
+    for name in ("spark-worker-1", "spark-worker-2", "cluster-etl-1"):
+        names = stack.engine.podman("inspect", "--format", "{{range .Mounts}}{{.Name}} {{end}}", f"{PROJECT}-{name}")
+        mounts.update(names.stdout.split())
+    assert mounts and set(mounts.values()) == {1}, mounts
+    for worker in (f"{PROJECT}-spark-worker-1", f"{PROJECT}-spark-worker-2"):
+        assert stack.engine.podman("exec", worker, "ls", "-A", "/checkpoints").stdout == "", worker
 
 
 def test_the_moto_profile_runs_the_pipeline_on_moto_server(stack):

@@ -155,3 +155,15 @@ def assert_metrics_match_output(emulator: Emulator, bucket: str, metrics_path) -
     assert sum(d["records"] for d in metrics["daily"]) == len(enriched)
     assert sum(d["word_sum"] for d in metrics["daily"]) == sum(row["word_count"] for row in enriched)
     return metrics
+
+
+# The parts of a checkpoint on S3: Spark's offsets, commits and dedup state, the job's running
+# totals and the shard ends its executors record.
+CHECKPOINT_PARTS = {"spark/offsets", "spark/commits", "spark/state", "etl-state.json", "kinesis-shard-ends"}
+
+
+def checkpoint_objects(emulator: Emulator, bucket: str, prefix: str) -> Counter:
+    """How many objects each part of the checkpoint at ``s3://bucket/prefix`` holds."""
+    pages = emulator.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/")
+    keys = [item["Key"].removeprefix(f"{prefix}/") for page in pages for item in page.get("Contents", [])]
+    return Counter("/".join(key.split("/")[:2]) if key.startswith("spark/") else key.split("/")[0] for key in keys)

@@ -163,12 +163,16 @@ def test_make_help_lists_every_target_the_docs_name():
 
 def test_the_cluster_profile_submits_to_two_workers_of_the_etls_own_image(compose):
     """Profile cluster: master and workers are built like the ETL (same Python, Java, PySpark and
-    modules), the ETL submits to the master, and executors see the driver's checkpoint volume."""
+    modules), the ETL submits to the master, and the nodes share no volume: the checkpoint is in
+    a bucket that LocalStack's ready hook creates."""
     services = compose.services
     for name in ("spark-master", "spark-worker", "cluster-etl"):
         assert (services[name]["build"], services[name]["profiles"]) == ("./etl-processor", ["cluster"]), name
     assert services["spark-worker"]["deploy"]["replicas"] == 2
     assert services["spark-worker"]["command"][-1] == services["cluster-etl"]["environment"]["SPARK_MASTER"]
     assert services["cluster-etl"]["environment"]["SPARK_MASTER"] == "spark://spark-master:7077"
-    for name in ("spark-worker", "cluster-etl"):
-        assert "cluster-checkpoints:/checkpoints" in services[name]["volumes"], name
+    environment = services["cluster-etl"]["environment"]
+    assert environment["CHECKPOINT_DIR"] == f"s3://{environment['CHECKPOINT_BUCKET']}/{environment['STREAM_NAME']}"
+    assert services["localstack"]["environment"]["CHECKPOINT_BUCKET"] == environment["CHECKPOINT_BUCKET"]
+    for name in ("spark-master", "spark-worker", "cluster-etl"):
+        assert not services[name].get("volumes"), name
