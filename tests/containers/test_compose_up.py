@@ -42,7 +42,7 @@ KNOBS = {
 STREAM, BUCKET, CHECKPOINT_BUCKET = "news", "news-data", "news-checkpoints"  # the file's defaults
 RUN_TIMEOUT_S = 900  # builds from a cold layer cache included
 POPULATED = re.compile(r"^populate: accepted 1500/1500 records into news \((\d+) valid, (\d+) invalid", re.MULTILINE)
-SHARD_EXECUTOR = re.compile(r"(shardId-\d+) \d+ ms \(executor ([^)]+)\)")
+SHARD_EXECUTOR = re.compile(r"(shardId-\d+) -?\d+ ms \(executor ([^)]+)\)")
 
 
 class Stack:

@@ -32,8 +32,9 @@ READ_BY = re.compile(r"(shardId-\d+) -?\d+ ms \(executor ([^)]+)\)")
 BATCH = re.compile(r"^batch (\d+):", re.MULTILINE)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cluster(tmp_path_factory) -> StandaloneCluster:
+    """A cluster for one test: the next one starts its own, and must not share the cores with it."""
     cluster = start_cluster(tmp_path_factory.mktemp("spark"), workers=2, cores=1)
     yield cluster
     cluster.stop()
@@ -70,8 +71,9 @@ def test_submitted_as_one_zip_both_workers_read_shards_and_the_output_equals_a_l
     python = runtime_python(tmp_path / "node-python")
     assert subprocess.run([python, "-c", "import news_etl"], capture_output=True).returncode != 0
     submit = ["--master", cluster.master_url, "--py-files", str(package_zip),
-              # Both executors registered before the first batch is planned (the default waits for none).
-              "--conf", "spark.scheduler.minRegisteredResourcesRatio=1.0"]  # fmt: skip
+              # Both executors registered before the first batch is planned (the default waits for none;
+              # standalone mode expects spark.cores.max cores, and none without it).
+              "--conf", "spark.scheduler.minRegisteredResourcesRatio=1.0", "--conf", "spark.cores.max=2"]  # fmt: skip
     env = {"PYSPARK_PYTHON": str(python), "SPARK_LOCAL_IP": "127.0.0.1"}
     run = submit_etl(moto, submit, stream_name, on_cluster, tmp_path / "cluster", "--once",
                      "--max-records-per-batch", "300", env=env)  # fmt: skip
@@ -114,7 +116,8 @@ def test_with_the_checkpoint_on_s3_a_killed_worker_and_a_killed_driver_lose_and_
         python, driver_dir = runtime_python(tmp_path / "node-python"), tmp_path / "driver"
         driver_dir.mkdir()
         submit = ["--master", cluster.master_url, "--py-files", str(package_zip), *hadoop_s3.submit_args(),
-                  "--conf", "spark.scheduler.minRegisteredResourcesRatio=1.0"]  # fmt: skip
+                  "--conf", "spark.scheduler.minRegisteredResourcesRatio=1.0",
+                  "--conf", "spark.cores.max=2"]  # fmt: skip
         flags = ["--stream", stream_name, "--bucket", output_bucket, "--checkpoint", f"s3://{state_bucket}/cp",
                  "--once", "--max-records-per-batch", "200"]  # fmt: skip
         env = job_env(moto, {"PYSPARK_PYTHON": str(python), "SPARK_LOCAL_IP": "127.0.0.1"})

@@ -58,7 +58,7 @@ def test_runs_write_every_article_exactly_once_across_reruns_and_new_records(emu
 
     # Continuous mode: mini-batches every 2 s while populate writes, then exit 0 when idle.
     polling = start_etl(emulator, stream_name, bucket, checkpoint, "--trigger-interval", "2",
-                        "--idle-timeout", "20", "--metrics-json", str(metrics_path))  # fmt: skip
+                        "--idle-timeout", "30", "--metrics-json", str(metrics_path))  # fmt: skip
     populate(emulator, stream_name, "--count", "150", "--seed", "12", "--bad-ratio", "0.1")
     assert any(BATCH_WITH_RECORDS.match(line) for line in polling.stdout), "the first lot was never read"
     populate(emulator, stream_name, "--count", "150", "--seed", "13", "--bad-ratio", "0.1")
@@ -124,7 +124,7 @@ def test_a_job_started_on_an_empty_stream_reads_what_arrives_later(emulator, str
     checkpoint, metrics_path = tmp_path / "checkpoint", tmp_path / "metrics.json"
     kinesis = emulator.client("kinesis")
     kinesis.create_stream(StreamName=stream_name, ShardCount=2)
-    kinesis.get_waiter("stream_exists").wait(StreamName=stream_name, WaiterConfig={"Delay": 1})
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream_name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
     empty = etl(emulator, stream_name, bucket, checkpoint, "--once")
     assert empty.returncode == 0, empty.stderr
     assert "batch 0: read 0," in empty.stdout

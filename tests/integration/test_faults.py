@@ -169,7 +169,7 @@ def reshard(kinesis, stream: str, step: str) -> None:
                              AdjacentShardToMerge=ordered[1]["ShardId"])  # fmt: skip
     else:
         kinesis.update_shard_count(StreamName=stream, TargetShardCount=4, ScalingType="UNIFORM_SCALING")
-    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 1})
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
 
 
 def assert_first_of_each_key_kept(emulator: Emulator, stream: str, bucket: str) -> None:

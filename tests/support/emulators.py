@@ -9,6 +9,7 @@ that run these tests.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -111,8 +112,8 @@ def wait_until_ready(
             with urllib.request.urlopen(url, timeout=2) as response:
                 if ready(response.read()):
                     return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, ValueError, KeyError):
+            pass  # not listening yet, or half started: a truncated or not yet complete answer
         time.sleep(0.2)
     raise EmulatorError(f"{url} not ready after {timeout} s; log: {log_path}")
 

@@ -72,4 +72,8 @@ def main(reader: str, bucket: str, version: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:]))
+    # The job's entry points end the same way (news_etl.aws.exit_process): pyarrow's atexit
+    # shutdown of the AWS SDK can abort a process whose work is done.
+    code = main(*sys.argv[1:])
+    sys.stdout.flush()
+    os._exit(code)
