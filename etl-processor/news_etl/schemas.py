@@ -16,8 +16,9 @@ TIMESTAMP = pa.timestamp("us", tz="UTC")
 # The article's text fields, as the output stores them (optional ones as their JSON text when not strings).
 ARTICLE_FIELDS = ("article_id", "title", "content", "author", "source", "url", "category", "language")
 # Where each record came from: the Kinesis source's columns, passed through unchanged.
+# ``sub_sequence_number`` is a user record's index in its KPL aggregate, null for a plain record.
 RECORD_FIELDS = [pa.field("shard_id", pa.string()), pa.field("sequence_number", pa.string()),
-                 pa.field("arrival_time", TIMESTAMP)]  # fmt: skip
+                 pa.field("sub_sequence_number", pa.int64()), pa.field("arrival_time", TIMESTAMP)]  # fmt: skip
 PROCESSED_AT = pa.field("processed_at", TIMESTAMP)
 
 ENRICHED_SCHEMA = pa.schema(

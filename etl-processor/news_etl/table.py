@@ -67,7 +67,8 @@ def is_table(bucket: str, kind: str) -> bool:
 
 
 def create_tables(bucket: str) -> None:
-    """Create both tables, partitioned by ``dt``, unless they exist (idempotent).
+    """Create both tables, partitioned by ``dt``, unless they exist (idempotent); add the columns
+    a table made by an earlier version lacks (``sub_sequence_number``: null in its old rows).
 
     Raises ``ConfigurationError`` when an existing table has other columns or partitions than the
     job writes: delta-rs would commit the files all the same (an append ignores the schema it is
@@ -76,8 +77,14 @@ def create_tables(bucket: str) -> None:
     for kind in KINDS:
         table = DeltaTable.create(table_uri(bucket, kind), table_schema(kind), mode="ignore",
                                   partition_by=[PARTITION], storage_options=delta_storage_options())  # fmt: skip
-        expected = Schema.from_arrow(table_schema(kind))
-        if table.schema().to_json() != expected.to_json() or table.metadata().partition_columns != [PARTITION]:
+        expected = {field.name: field for field in Schema.from_arrow(table_schema(kind)).fields}
+        present = {field.name: field for field in table.schema().fields}
+        missing = [field for name, field in expected.items() if name not in present and field.nullable]
+        if missing:
+            table.alter.add_columns(missing)
+            log.info("added %s to %s", ", ".join(field.name for field in missing), table_uri(bucket, kind))
+            present.update((field.name, field) for field in missing)
+        if present != expected or table.metadata().partition_columns != [PARTITION]:
             raise ConfigurationError(
                 f"the Delta table {table_uri(bucket, kind)} has other columns or partitions than this job writes: "
                 "write to another bucket, or migrate the table"

@@ -127,18 +127,25 @@ def word_count(content: str) -> int:
 
 
 PASSED_THROUGH = [field.name for field in RECORD_FIELDS]  # the source's columns, unchanged
+# What ``classify`` reads of each raw record.
+RAW_COLUMNS = ("shard_id", "sequence_number", "sub_sequence_number", "data", "aggregate_error")
 
 
 def classify(batch: pa.RecordBatch) -> pa.RecordBatch:
     """One batch of raw records (the data source's schema) as ``PREPARED_SCHEMA`` rows."""
     built = [name for name in PREPARED_SCHEMA.names if name not in PASSED_THROUGH]
     columns: dict[str, list] = {name: [] for name in built}
-    keys = zip(batch.column("shard_id").to_pylist(), batch.column("sequence_number").to_pylist(), strict=True)
-    for (shard_id, sequence_number), data in zip(keys, batch.column("data").to_pylist(), strict=True):
+    records = zip(*[batch.column(name).to_pylist() for name in RAW_COLUMNS], strict=True)
+    for shard_id, sequence_number, sub_sequence_number, data, aggregate_error in records:
         try:
+            if aggregate_error is not None:
+                raise InvalidArticleError(aggregate_error)
             article = parse_article(data)
         except InvalidArticleError as reason:
-            row = {"kind": QUARANTINED, "dedup_key": f"invalid/{shard_id}/{sequence_number}",  # never a duplicate
+            # The record's place: shard, sequence number, and its index in a KPL aggregate if it has one.
+            place = (shard_id, sequence_number, sub_sequence_number)
+            origin = "/".join(str(part) for part in place if part is not None)
+            row = {"kind": QUARANTINED, "dedup_key": f"invalid/{origin}",  # never a duplicate
                    "raw_data": data, "error": str(reason)}  # fmt: skip
         else:
             row = {name: _text(article.get(name)) for name in ARTICLE_FIELDS}
@@ -165,7 +172,7 @@ def prepare_records(raw: DataFrame) -> DataFrame:
     bytes and the reason. ``dedup_key`` is the article id, or for an invalid record its unique
     shard and sequence number (invalid records are never duplicates).
     """
-    raw = raw.select("shard_id", "sequence_number", "arrival_time", "data")
+    raw = raw.select(*PASSED_THROUGH, "data", "aggregate_error")
     return raw.mapInArrow(classify_batches, PREPARED_SPARK_SCHEMA)
 
 

@@ -24,6 +24,7 @@ from news_etl.kinesis import (
 from news_etl.kinesis.offsets import ShardPartition, iterator_args, readable_shards
 from news_etl.kinesis.reader import ShardEndConflictError, ShardReader, read_shard
 from news_etl.settings import parse_settings
+from tests.support import kpl
 
 STREAM = "news"
 SHARD = "shardId-000000000000"
@@ -66,8 +67,9 @@ class StubKinesis:
         self.records[shard_id] = []
         self.parents[shard_id] = list(parents)
 
-    def put(self, shard_id: str, count: int, arrival: datetime | None = None) -> list[str]:
-        """Append ``count`` records, one second apart after ``arrival`` (default: after the last one)."""
+    def put(self, shard_id: str, count: int, arrival: datetime | None = None, data: list[bytes] = ()) -> list[str]:
+        """Append ``count`` records, one second apart after ``arrival`` (default: after the last one),
+        holding ``data`` (default: a small JSON object each)."""
         records = self.records[shard_id]
         start = arrival or (records[-1]["ApproximateArrivalTimestamp"] + timedelta(seconds=1) if records else T0)
         added = []
@@ -77,7 +79,7 @@ class StubKinesis:
                 {
                     "SequenceNumber": sequence,
                     "PartitionKey": f"key-{sequence}",
-                    "Data": f'{{"n": {sequence}}}'.encode(),
+                    "Data": data[i] if data else f'{{"n": {sequence}}}'.encode(),
                     "ApproximateArrivalTimestamp": start + timedelta(seconds=i),
                 }
             )
@@ -192,9 +194,11 @@ def test_read_shard_yields_the_records_fields(kinesis, store):
     assert batch.to_pylist()[0] == {
         "shard_id": SHARD,
         "sequence_number": "998",
+        "sub_sequence_number": None,
         "partition_key": "key-998",
         "arrival_time": T0,
         "data": b'{"n": 998}',
+        "aggregate_error": None,
     }
 
 
@@ -227,6 +231,63 @@ def test_replaying_a_batch_reads_the_same_records_after_more_arrived(kinesis, st
     assert again == first
     assert len(first) == (max_records or 5)
     assert store.get(0, SHARD) == recorded
+
+
+# --- KPL aggregates ------------------------------------------------------------------------
+
+
+def aggregate_of(*keys: str) -> bytes:
+    return kpl.aggregate([(key, f'{{"user": "{key}"}}'.encode()) for key in keys])
+
+
+def test_an_aggregate_is_read_as_its_user_records_with_their_keys_and_sub_sequence_numbers(kinesis, store):
+    """Each user record keeps its aggregate's sequence number and arrival, and gets its own key and index."""
+    plain, aggregated = kinesis.put(SHARD, 1) + kinesis.put(SHARD, 1, data=[aggregate_of("a", "b", "a")])
+    [batch] = list(read_shard(kinesis, partition(), store))
+    rows = batch.to_pylist()
+    assert [(r["sequence_number"], r["sub_sequence_number"], r["partition_key"], r["data"]) for r in rows] == [
+        (plain, None, f"key-{plain}", f'{{"n": {plain}}}'.encode()),
+        (aggregated, 0, "a", b'{"user": "a"}'),
+        (aggregated, 1, "b", b'{"user": "b"}'),
+        (aggregated, 2, "a", b'{"user": "a"}'),
+    ]
+    assert {r["arrival_time"] for r in rows[1:]} == {T0 + timedelta(seconds=1)}
+    assert {r["aggregate_error"] for r in rows} == {None}
+    assert store.get(0, SHARD).records == 2  # Kinesis records, as GetRecords counts them
+
+
+def test_a_corrupt_aggregate_is_yielded_whole_with_the_reason(kinesis, store):
+    """A record with the magic bytes that is not a valid aggregate is neither dropped nor read as plain."""
+    corrupt = kpl.bad_checksum([("a", b"{}")])
+    [sequence] = kinesis.put(SHARD, 1, data=[corrupt])
+    [batch] = list(read_shard(kinesis, partition(), store))
+    assert batch.to_pylist() == [
+        {"shard_id": SHARD, "sequence_number": sequence, "sub_sequence_number": None,
+         "partition_key": f"key-{sequence}", "arrival_time": T0, "data": corrupt,
+         "aggregate_error": "KPL aggregate checksum mismatch"}
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("max_records", "page"), [(1, None), (2, None), (0, 1), (3, 2)])
+def test_batch_limits_count_kinesis_records_so_no_batch_splits_an_aggregate(kinesis, store, max_records, page):
+    """Batches cut between Kinesis records; each replays whole, and the next starts after the last aggregate."""
+    kinesis.page = page
+    kinesis.put(SHARD, 4, data=[aggregate_of(*[f"k{i}"] * 3) for i in range(4)])
+    batches, position = [], {}
+    for batch_id in range(5):
+        rows = [row for b in read_shard(kinesis, partition(batch_id, position, max_records), store)
+                for row in b.to_pylist()]  # fmt: skip
+        assert [row["sequence_number"] for row in rows] == [
+            row["sequence_number"] for b in read_shard(kinesis, partition(batch_id, position, max_records), store)
+            for row in b.to_pylist()
+        ]  # a replay reads the same rows  # fmt: skip
+        end = store.get(batch_id, SHARD)
+        batches.append([(row["sequence_number"], row["sub_sequence_number"]) for row in rows])
+        position = {"after": end.last_sequence_number} if end.last_sequence_number else position
+    read_rows = [row for batch in batches for row in batch]
+    sequences = [record["SequenceNumber"] for record in kinesis.records[SHARD]]
+    assert read_rows == [(sequence, sub) for sequence in sequences for sub in range(3)]
+    assert all(len(batch) % 3 == 0 for batch in batches)
 
 
 def test_of_two_racing_attempts_the_later_fails_and_a_retry_replays_the_first_recorded_end(kinesis, store):

@@ -15,7 +15,10 @@ from news_etl.schemas import OUTPUT_COLUMNS, PREPARED_SCHEMA
 from news_etl.transform import classify, output_rows, prepare_records
 from tests.support.contract import REQUIRED_FIELDS, contract_violation
 
-RAW_SCHEMA = "shard_id string, sequence_number string, partition_key string, arrival_time timestamp, data binary"
+RAW_SCHEMA = (
+    "shard_id string, sequence_number string, sub_sequence_number bigint, partition_key string, "
+    "arrival_time timestamp, data binary, aggregate_error string"
+)
 ARRIVAL = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MISSING = object()  # an override that removes the field
@@ -38,8 +41,14 @@ def micros(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1)
 
 
+def raw(shard_id: str, sequence_number: str, arrival: datetime, data: bytes, *, sub: int | None = None,
+        aggregate_error: str | None = None) -> tuple:  # fmt: skip
+    """A raw record as the source yields it (``RAW_SCHEMA``); ``sub`` for a user record of an aggregate."""
+    return (shard_id, sequence_number, sub, "k", arrival, data, aggregate_error)
+
+
 def raw_frame(spark, payloads: list[bytes], shard_id: str = "shardId-000000000000"):
-    rows = [(shard_id, str(1000 + i), f"key-{i}", ARRIVAL, payload) for i, payload in enumerate(payloads)]
+    rows = [raw(shard_id, str(1000 + i), ARRIVAL, payload) for i, payload in enumerate(payloads)]
     return spark.createDataFrame(rows, RAW_SCHEMA)
 
 
@@ -146,8 +155,10 @@ def test_the_read_tasks_decoder_gives_the_same_verdicts():
         {
             "shard_id": ["shardId-000000000000"] * len(PAYLOADS),
             "sequence_number": [str(1000 + i) for i in range(len(PAYLOADS))],
+            "sub_sequence_number": pa.nulls(len(PAYLOADS), pa.int64()),
             "arrival_time": pa.array([ARRIVAL] * len(PAYLOADS), pa.timestamp("us", tz="UTC")),
             "data": pa.array(PAYLOADS, pa.binary()),
+            "aggregate_error": pa.nulls(len(PAYLOADS), pa.string()),
         }
     )
     rows = classify(batch)
@@ -218,10 +229,10 @@ def test_quarantined_records_never_share_a_dedup_key(spark):
     """Identical invalid payloads on other shards or sequence numbers keep distinct keys, unlike any article id."""
     bad = article(published_at="yesterday")  # its article_id is a valid-looking id
     rows = [
-        ("shardId-000000000000", "1001", "k", ARRIVAL, bad),
-        ("shardId-000000000000", "1002", "k", ARRIVAL, bad),
-        ("shardId-000000000001", "1001", "k", ARRIVAL, bad),
-        ("shardId-000000000001", "1002", "k", ARRIVAL, b"not json"),
+        raw("shardId-000000000000", "1001", ARRIVAL, bad),
+        raw("shardId-000000000000", "1002", ARRIVAL, bad),
+        raw("shardId-000000000001", "1001", ARRIVAL, bad),
+        raw("shardId-000000000001", "1002", ARRIVAL, b"not json"),
     ]
     keys = [row.dedup_key for row in prepare_records(spark.createDataFrame(rows, RAW_SCHEMA)).collect()]
     assert len(set(keys)) == 4
@@ -240,7 +251,8 @@ def test_duplicate_json_keys_keep_the_last_value(prepared):
 WRITER_COLUMNS = [
     "kind", "dt",
     "article_id", "title", "content", "author", "source", "url", "category", "language",
-    "published_at", "word_count", "shard_id", "sequence_number", "arrival_time", "processed_at",
+    "published_at", "word_count", "shard_id", "sequence_number", "sub_sequence_number", "arrival_time",
+    "processed_at",
     "raw_data", "error",
 ]  # fmt: skip
 
@@ -251,9 +263,9 @@ def test_output_rows_partition_by_utc_publication_or_arrival_date(spark):
     just_after_midnight_east = datetime(2026, 11, 21, 1, 30, tzinfo=timezone(timedelta(hours=2)))
     rows = [
         # Published 2026-11-14 23:30 at -02:00: 2026-11-15 in UTC; it arrived days later.
-        ("shardId-000000000000", "1", "k", ARRIVAL, article(published_at="2026-11-14T23:30:00-02:00")),
-        ("shardId-000000000000", "2", "k", just_after_midnight_east, b"not json"),
-        ("shardId-000000000000", "3", "k", ARRIVAL, article(article_id="other", published_at="2026-11-16T00:00:00")),
+        raw("shardId-000000000000", "1", ARRIVAL, article(published_at="2026-11-14T23:30:00-02:00")),
+        raw("shardId-000000000000", "2", just_after_midnight_east, b"not json"),
+        raw("shardId-000000000000", "3", ARRIVAL, article(article_id="other", published_at="2026-11-16T00:00:00")),
     ]
     out = output_rows(prepare_records(spark.createDataFrame(rows, RAW_SCHEMA)))
     assertDataFrameEqual(

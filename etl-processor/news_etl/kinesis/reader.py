@@ -4,6 +4,12 @@
 record limit, its cut-off time, the stream's tip or the end of a closed shard, yields the
 records as Arrow batches, and records where it stopped (``ShardEndStore``). A re-run of the same
 batch finds that record and reads exactly up to it instead (``replay_shard``).
+
+Records a KPL producer aggregated are yielded as their user records (``aggregation``), each with
+the Kinesis record's sequence number and its index in the aggregate, ``sub_sequence_number``
+(null for a plain record). Limits, cut-offs and recorded ends all count Kinesis records, so a
+batch never splits an aggregate and a replay reads the same aggregates whole. A record that
+claims to be an aggregate but is not a valid one is yielded whole, with ``aggregate_error``.
 """
 
 from __future__ import annotations
@@ -17,18 +23,24 @@ from datetime import datetime
 
 import pyarrow as pa
 
+from news_etl.kinesis.aggregation import AggregateError, is_aggregate, user_records
 from news_etl.kinesis.offsets import ShardPartition, iterator_args
 from news_etl.kinesis.options import parse_timestamp
 from news_etl.kinesis.shard_ends import ShardEnd, ShardEndStore, TrimmedGap, TrimmedRecordsError
 
-SCHEMA = "shard_id string, sequence_number string, partition_key string, arrival_time timestamp, data binary"
+SCHEMA = (
+    "shard_id string, sequence_number string, sub_sequence_number bigint, partition_key string, "
+    "arrival_time timestamp, data binary, aggregate_error string"
+)
 ARROW_SCHEMA = pa.schema(
     [
         ("shard_id", pa.string()),
         ("sequence_number", pa.string()),
+        ("sub_sequence_number", pa.int64()),  # a user record's index in its KPL aggregate; null: a plain record
         ("partition_key", pa.string()),
         ("arrival_time", pa.timestamp("us", tz="UTC")),
         ("data", pa.binary()),
+        ("aggregate_error", pa.string()),  # why a record that claims to be an aggregate is not one
     ]
 )
 MAX_RECORDS_PER_CALL = 10_000  # the GetRecords API limit
@@ -48,16 +60,42 @@ def executor_id() -> str:
 
 
 def records_to_arrow(shard_id: str, records: list[dict]) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays(
-        [
-            pa.array([shard_id] * len(records), pa.string()),
-            pa.array([r["SequenceNumber"] for r in records], pa.string()),
-            pa.array([r["PartitionKey"] for r in records], pa.string()),
-            pa.array([r["ApproximateArrivalTimestamp"] for r in records], pa.timestamp("us", tz="UTC")),
-            pa.array([r["Data"] for r in records], pa.binary()),
-        ],
-        schema=ARROW_SCHEMA,
-    )
+    """One GetRecords page as rows: plain records as they are, aggregates as their user records."""
+    if not any(is_aggregate(record["Data"]) for record in records):
+        columns = {
+            "sequence_number": [r["SequenceNumber"] for r in records],
+            "partition_key": [r["PartitionKey"] for r in records],
+            "arrival_time": [r["ApproximateArrivalTimestamp"] for r in records],
+            "data": [r["Data"] for r in records],
+        }
+    else:
+        columns = _deaggregated(records)
+    rows = len(columns["data"])
+    arrays = {name: pa.array(values, ARROW_SCHEMA.field(name).type) for name, values in columns.items()}
+    arrays["shard_id"] = pa.array([shard_id] * rows, pa.string())
+    for name in ARROW_SCHEMA.names:
+        arrays.setdefault(name, pa.nulls(rows, ARROW_SCHEMA.field(name).type))
+    return pa.RecordBatch.from_arrays([arrays[name] for name in ARROW_SCHEMA.names], schema=ARROW_SCHEMA)
+
+
+DEAGGREGATED = ("sequence_number", "sub_sequence_number", "partition_key", "arrival_time", "data", "aggregate_error")
+
+
+def _deaggregated(records: list[dict]) -> dict[str, list]:
+    """The ``DEAGGREGATED`` columns of a page that holds aggregates (so at least one row)."""
+    rows = []
+    for record in records:
+        sequence_number, arrival, data = record["SequenceNumber"], record["ApproximateArrivalTimestamp"], record["Data"]
+        if not is_aggregate(data):
+            rows.append((sequence_number, None, record["PartitionKey"], arrival, data, None))
+            continue
+        try:
+            users = user_records(data)
+        except AggregateError as error:
+            rows.append((sequence_number, None, record["PartitionKey"], arrival, data, str(error)))
+            continue
+        rows.extend((sequence_number, sub, key, arrival, user_data, None) for sub, (key, user_data) in enumerate(users))
+    return {name: list(values) for name, values in zip(DEAGGREGATED, zip(*rows, strict=True), strict=True)}
 
 
 class ShardReader:
