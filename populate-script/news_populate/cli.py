@@ -3,6 +3,7 @@
 The command line (``python -m news_populate``) for the ``populate`` container and for the host:
 
     python -m news_populate --stream news --shards 2 --count 1000 --seed 3
+    python -m news_populate --stream news --count 5000 --aggregate 100 --bad-ratio 0.02   # KPL aggregates
 
 Every flag falls back to an environment variable (see ``--help``). AWS credentials, endpoint and
 region come from the standard chain, ``AWS_ENDPOINT_URL`` and ``AWS_REGION``: nothing is
@@ -17,8 +18,9 @@ import os
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
@@ -26,6 +28,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from news_populate.aggregation import CORRUPT_AGGREGATE, Aggregate, generate_aggregates
 from news_populate.articles import Record, RecordKind, generate_records
 from news_populate.producer import (
     Pacer,
@@ -56,6 +59,29 @@ class Settings:
     bad_ratio: float
     dup_ratio: float
     until: datetime
+    aggregate: int = 0  # user records per KPL aggregate at most; 0: one Kinesis record each
+
+
+@dataclass
+class RunStats(PutStats):
+    """``PutStats`` counts Kinesis records; this adds the user records they held (with --aggregate,
+    the aggregates' records; without, the Kinesis records themselves)."""
+
+    records: Counter = field(default_factory=Counter)  # user records put, by kind
+    in_corrupt: int = 0  # user records inside corrupt aggregates
+
+    def count_user_records(self, batch: list[Record] | list[Aggregate]) -> None:
+        """Count the user records of a batch ``put_batch`` has put (it puts all of them or raises)."""
+        for item in batch:
+            if isinstance(item, Aggregate):
+                self.records.update(record.kind for record in item.records)
+                self.in_corrupt += len(item.records) if item.corruption else 0
+            else:
+                self.records[item.kind] += 1
+
+    @property
+    def user_records(self) -> int:
+        return self.records.total()
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -83,11 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--count", type=int, default=env("RECORD_COUNT", "1000"),
-        help="records to put, invalid and duplicate ones included (env RECORD_COUNT, 1000)",
+        help="user records to put, invalid and duplicate ones included (env RECORD_COUNT, 1000)",
     )  # fmt: skip
     parser.add_argument(
         "--rate", type=float, default=env("PUT_RATE", "0"),
-        help="records per second, 0 = as fast as the stream accepts (env PUT_RATE, 0)",
+        help="user records per second, 0 = as fast as the stream accepts (env PUT_RATE, 0)",
     )  # fmt: skip
     parser.add_argument(
         "--seed", type=int, default=env("SEED"),
@@ -95,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--bad-ratio", type=float, default=env("BAD_RATIO", "0"),
-        help="share of deliberately invalid records (env BAD_RATIO, 0)",
+        help="share of deliberately invalid records, and with --aggregate of corrupt aggregates (env BAD_RATIO, 0)",
     )  # fmt: skip
     parser.add_argument(
         "--dup-ratio", type=float, default=env("DUP_RATIO", "0"),
@@ -105,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", type=_iso_utc, default=env("PUBLISHED_UNTIL"),
         help="articles are published in the 7 days before this ISO-8601 time "
         "(env PUBLISHED_UNTIL; default: the start of the current UTC hour)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--aggregate", type=int, default=env("AGGREGATE", "0"),
+        help="pack up to N user records into each Kinesis record, in the KPL aggregation format "
+        "(within 1 MiB); 0 = one Kinesis record each (env AGGREGATE, 0)",
     )  # fmt: skip
     return parser
 
@@ -126,9 +157,13 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
             parser.error(f"{flag} must be between 0 and 1, got {value}")
     if args.dup_ratio and args.bad_ratio + args.dup_ratio >= 1:
         parser.error("--bad-ratio plus --dup-ratio must be below 1: duplicates repeat valid articles")
+    if args.aggregate < 0:
+        parser.error(f"--aggregate must be 0 (off) or at least 1, got {args.aggregate}")
     until = args.until or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-    return Settings(args.stream, args.shards, args.count, args.rate, seed, args.bad_ratio, args.dup_ratio, until)
+    return Settings(
+        args.stream, args.shards, args.count, args.rate, seed, args.bad_ratio, args.dup_ratio, until, args.aggregate
+    )
 
 
 def kinesis_client():
@@ -137,52 +172,69 @@ def kinesis_client():
     return boto3.client("kinesis", region_name=os.environ.get("AWS_REGION"), config=config)
 
 
-def record_batches(settings: Settings, batch_size: int) -> Iterator[list[Record]]:
-    """The run's records, grouped into PutRecords requests."""
-    records = generate_records(
-        settings.count,
-        seed=settings.seed,
-        until=settings.until,
-        bad_ratio=settings.bad_ratio,
-        dup_ratio=settings.dup_ratio,
-    )
-    return batches(records, batch_size)
+def record_batches(settings: Settings, batch_size: int) -> Iterator[list[Record]] | Iterator[list[Aggregate]]:
+    """The run's Kinesis records (user records, or with --aggregate their aggregates), grouped into
+    PutRecords requests."""
+    mix = {
+        "seed": settings.seed,
+        "until": settings.until,
+        "bad_ratio": settings.bad_ratio,
+        "dup_ratio": settings.dup_ratio,
+    }
+    if settings.aggregate:
+        return batches(generate_aggregates(settings.count, settings.aggregate, **mix), batch_size)
+    return batches(generate_records(settings.count, **mix), batch_size)
 
 
-def populate(settings: Settings, client) -> PutStats:
-    """Put ``settings.count`` records into the stream, creating it if needed."""
-    generated = generate_in_background(partial(record_batches, settings, paced_batch_size(settings.rate)))
+def kinesis_batch_size(settings: Settings) -> int:
+    """Kinesis records per PutRecords call; ``--rate`` counts user records, an aggregate holds many."""
+    return paced_batch_size(settings.rate / max(1, settings.aggregate))
+
+
+def populate(settings: Settings, client) -> RunStats:
+    """Put ``settings.count`` user records into the stream, creating it if needed."""
+    generated = generate_in_background(partial(record_batches, settings, kinesis_batch_size(settings)))
     shards = ensure_stream(client, settings.stream, settings.shards)
     log.info(
         "putting %d records into %s (%d shards), seed %d, articles published before %s",
         settings.count, settings.stream, shards, settings.seed, settings.until.isoformat(),
     )  # fmt: skip
-    stats = PutStats()
+    stats = RunStats()
     pacer = Pacer(settings.rate)
     started = last_report = time.monotonic()
     for batch in generated:
-        pacer.wait(stats.accepted)
+        pacer.wait(stats.user_records)
         put_batch(client, settings.stream, batch, stats)
+        stats.count_user_records(batch)
         now = time.monotonic()
         if now - last_report >= PROGRESS_INTERVAL_S:
             last_report = now
             log.info(
                 "put %d/%d records (%.0f%%), %.0f rec/s",
-                stats.accepted, settings.count, 100 * stats.accepted / settings.count,
-                stats.accepted / (now - started),
+                stats.user_records, settings.count, 100 * stats.user_records / settings.count,
+                stats.user_records / (now - started),
             )  # fmt: skip
     return stats
 
 
-def summary_line(settings: Settings, stats: PutStats, elapsed: float) -> str:
-    invalid = sum(n for kind, n in stats.kinds.items() if kind not in (RecordKind.VALID, RecordKind.DUPLICATE))
-    return (
-        f"populate: accepted {stats.accepted}/{settings.count} records into {settings.stream} "
-        f"({stats.kinds[RecordKind.VALID]} valid, {invalid} invalid, {stats.kinds[RecordKind.DUPLICATE]} duplicates), "
-        f"failed {settings.count - stats.accepted}, retried {stats.retried}, "
-        f"{stats.bytes / 1e6:.2f} MB, {elapsed:.2f} s, {stats.accepted / max(elapsed, 1e-9):.0f} rec/s, "
+def summary_line(settings: Settings, stats: RunStats, elapsed: float) -> str:
+    """The run in one line; counts are of user records (those in corrupt aggregates included),
+    and with --aggregate a last clause counts the aggregates (``retried`` and MB are about them)."""
+    kinds = stats.records
+    invalid = sum(n for kind, n in kinds.items() if kind not in (RecordKind.VALID, RecordKind.DUPLICATE))
+    line = (
+        f"populate: accepted {stats.user_records}/{settings.count} records into {settings.stream} "
+        f"({kinds[RecordKind.VALID]} valid, {invalid} invalid, {kinds[RecordKind.DUPLICATE]} duplicates), "
+        f"failed {settings.count - stats.user_records}, retried {stats.retried}, "
+        f"{stats.bytes / 1e6:.2f} MB, {elapsed:.2f} s, {stats.user_records / max(elapsed, 1e-9):.0f} rec/s, "
         f"seed {settings.seed}"
     )
+    if settings.aggregate:
+        line += (
+            f", in {stats.accepted} KPL aggregates of up to {settings.aggregate} "
+            f"({stats.kinds[CORRUPT_AGGREGATE]} corrupt, holding {stats.in_corrupt} records)"
+        )
+    return line
 
 
 def main(argv: list[str] | None = None) -> int:
