@@ -125,8 +125,9 @@ faults: install localstack ## Fault matrix (crash cycles, throttling, S3 failure
 		$(BIN)/pytest -m faults -q $(PYTEST_ARGS) || status=$$?; \
 		$(BIN)/python -m bench.faults_table bench/results/faults.jsonl && exit $${status:-0}
 
-bench: install localstack ## Benchmarks (about 45 min): ETL vs raw drain vs naive baseline, populate vs bare loop, dedup state memory, compaction; bench/results/
+bench: install localstack ## Benchmarks (about 55 min): ETL vs raw drain vs naive baseline, KPL aggregates vs plain, populate vs bare loop, dedup state memory, compaction; bench/results/
 	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/python -m bench.bench_etl $(BENCH_ARGS)
+	$(BIN)/python -m bench.aggregation
 	$(BIN)/python -m bench.state_memory
 	$(BIN)/python -m bench.compaction
 

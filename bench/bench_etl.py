@@ -42,6 +42,7 @@ from pathlib import Path
 from bench.bench_populate import bare_loop, new_stream, populate_run
 from bench.measure import run as measured_run
 from bench.report import plot, to_markdown
+from news_populate.aggregation import aggregate_records
 from news_populate.articles import generate_records
 from news_populate.producer import batches
 from tests.support.emulators import Emulator, start_localstack, start_moto
@@ -65,29 +66,35 @@ class Run:
     rate: float | None  # drain and naive: records / seconds from the first read; etl: batch rate
     peak_rss: dict[str, int] = field(default_factory=dict)
     repeat: int = 0
+    per_aggregate: int = 1  # records (articles) per Kinesis record: above 1, a KPL-aggregated stream
 
 
 class Bench:
     def __init__(self, emulators: dict[str, Emulator], work: Path) -> None:
         self.emulators, self.work = emulators, work
         self.runs: list[Run] = []
-        self.streams: dict[tuple[str, int, int], str] = {}
+        self.streams: dict[tuple[str, int, int, int], str] = {}
+        self.kinesis_records: dict[str, int] = {}  # stream name -> Kinesis records put
 
-    def stream(self, emulator: str, shards: int, records: int) -> str:
-        """A stream of ``records`` articles on ``shards`` shards, filled once."""
-        key = (emulator, shards, records)
+    def stream(self, emulator: str, shards: int, records: int, per_aggregate: int = 1) -> str:
+        """A stream of ``records`` articles on ``shards`` shards, filled once. With ``per_aggregate``
+        above 1, the same articles packed that many to a KPL aggregate, none of them corrupt."""
+        key = (emulator, shards, records, per_aggregate)
         if key not in self.streams:
             client = self.emulators[emulator].client("kinesis")
             name = new_stream(client, shards)
-            articles = list(generate_records(records, seed=records + shards, until=UNTIL, bad_ratio=0.05,
-                                             dup_ratio=0.05))  # fmt: skip
+            seed = records + shards
+            articles = list(generate_records(records, seed=seed, until=UNTIL, bad_ratio=0.05, dup_ratio=0.05))
+            if per_aggregate > 1:
+                articles = list(aggregate_records(articles, records, per_aggregate, seed=seed))
             for batch in batches(articles):
                 entries = [{"Data": r.data, "PartitionKey": r.partition_key} for r in batch]
                 while entries:  # the bare loop, with the retry of rejected entries a fill needs
                     response = client.put_records(StreamName=name, Records=entries)
                     entries = [e for e, r in zip(entries, response["Records"], strict=True) if "ErrorCode" in r]
-            self.streams[key] = name
-            print(f"  filled {name}: {emulator}, {shards} shards, {records:,} records", flush=True)
+            self.streams[key], self.kinesis_records[name] = name, len(articles)
+            print(f"  filled {name}: {emulator}, {shards} shards, {records:,} records in {len(articles):,} "
+                  "Kinesis records", flush=True)  # fmt: skip
         return self.streams[key]
 
     def _env(self, emulator: str) -> dict[str, str]:
@@ -97,33 +104,38 @@ class Bench:
         self.runs.append(run)
         rate = f"{run.rate:8.0f} rec/s" if run.rate else "       - rec/s"
         cpu = f"{run.cpu_s:6.1f} CPU-s" if run.cpu_s is not None else "  - CPU-s"
-        print(f"  {run.tool:5} {run.emulator:10} {run.shards} shards {run.records:>8,}: {run.wall_s:6.1f} s wall, "
+        tool = run.tool if run.per_aggregate == 1 else f"{run.tool}/{run.per_aggregate}"  # e.g. etl/20: aggregated
+        print(f"  {tool:8} {run.emulator:10} {run.shards} shards {run.records:>8,}: {run.wall_s:6.1f} s wall, "
               f"{rate}, {cpu}, peak RSS {run.peak_rss.get('total', 0) / 2**20:6.0f} MiB", flush=True)  # fmt: skip
         return run
 
-    def drain(self, emulator: str, shards: int, records: int, repeat: int = 0) -> Run:
-        stream = self.stream(emulator, shards, records)
+    def drain(self, emulator: str, shards: int, records: int, repeat: int = 0, *, per_aggregate: int = 1) -> Run:
+        """The raw drain; its rate counts the articles the Kinesis records it read carry."""
+        stream = self.stream(emulator, shards, records, per_aggregate)
         result = measured_run([sys.executable, str(REPO / "bench" / "drain.py"), stream], self._env(emulator))
         assert result.returncode == 0, result.stderr[-2000:]
         figures = json.loads(result.stdout)
-        assert figures["records"] == records, figures
+        assert figures["records"] == self.kinesis_records[stream], figures
         return self._record(Run("drain", emulator, shards, records, result.wall_s, result.cpu_s,
-                                records / figures["seconds"], result.peak_rss, repeat))  # fmt: skip
+                                records / figures["seconds"], result.peak_rss, repeat, per_aggregate))  # fmt: skip
 
-    def etl(self, emulator: str, shards: int, records: int, repeat: int = 0) -> Run:
-        stream = self.stream(emulator, shards, records)
+    def etl(self, emulator: str, shards: int, records: int, repeat: int = 0, *, per_aggregate: int = 1,
+            batch: int = BATCH) -> Run:  # fmt: skip
+        """The job, ``batch`` articles a batch: --max-records-per-batch counts Kinesis records, so
+        an aggregated stream gets ``batch / per_aggregate``. Its batch lines count articles (rows)."""
+        stream = self.stream(emulator, shards, records, per_aggregate)
         bucket = f"bench-{uuid.uuid4().hex[:10]}"
         self.emulators[emulator].client("s3").create_bucket(Bucket=bucket)
         argv = [sys.executable, "-m", "news_etl", "--stream", stream, "--bucket", bucket,
                 "--checkpoint", str(self.work / f"checkpoint-{bucket}"), "--once", "--master", "local[2]",
-                "--max-records-per-batch", str(BATCH)]  # fmt: skip
+                "--max-records-per-batch", str(batch // per_aggregate)]  # fmt: skip
         result = measured_run(argv, self._env(emulator))
         assert result.returncode == 0, result.stderr[-2000:]
         read = [(t, int(m[2])) for t, line in result.lines if (m := BATCH_LINE.match(line))]
         assert sum(n for _, n in read) == records, read
         rate = sum(n for _, n in read[1:]) / (read[-1][0] - read[0][0]) if len(read) > 1 else None
         return self._record(Run("etl", emulator, shards, records, result.wall_s, result.cpu_s, rate,
-                                result.peak_rss, repeat))  # fmt: skip
+                                result.peak_rss, repeat, per_aggregate))  # fmt: skip
 
     def naive(self, emulator: str, shards: int, records: int) -> Run:
         stream = self.stream(emulator, shards, records)
@@ -134,13 +146,14 @@ class Bench:
         return self._record(Run("naive", emulator, shards, records, result.wall_s, result.cpu_s,
                                 records / figures["seconds"], result.peak_rss))  # fmt: skip
 
-    def find(self, tool: str, emulator: str, shards: int, records: int) -> list[Run]:
-        return [r for r in self.runs if (r.tool, r.emulator, r.shards, r.records) == (tool, emulator, shards, records)]
+    def find(self, tool: str, emulator: str, shards: int, records: int, per_aggregate: int = 1) -> list[Run]:
+        key = (tool, emulator, shards, records, per_aggregate)
+        return [r for r in self.runs if (r.tool, r.emulator, r.shards, r.records, r.per_aggregate) == key]
 
 
-def marginal(bench: Bench, tool: str, emulator: str, shards: int, small: int, big: int) -> dict:
+def marginal(bench: Bench, tool: str, emulator: str, shards: int, small: int, big: int, per_aggregate: int = 1) -> dict:
     """Extra records over extra wall time and extra CPU, medians over the repeats of each size."""
-    lo, hi = bench.find(tool, emulator, shards, small), bench.find(tool, emulator, shards, big)
+    lo, hi = (bench.find(tool, emulator, shards, n, per_aggregate) for n in (small, big))
     wall = statistics.median(r.wall_s for r in hi) - statistics.median(r.wall_s for r in lo)
     figures = {"rate": (big - small) / wall}
     if all(r.cpu_s is not None for r in lo + hi):

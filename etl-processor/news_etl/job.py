@@ -143,7 +143,7 @@ def batch_result(files: list[dict], ends: dict[str, ShardEnd]) -> BatchResult:
     for file in files:
         merge_windows(hourly, json.loads(file["hourly"]))
     return BatchResult(
-        records_read=sum(end.records for end in ends.values()),
+        records_read=sum(end.rows_read for end in ends.values()),  # a KPL aggregate's user records one by one
         enriched=sum(f["rows"] for f in files if f["kind"] == ENRICHED),
         quarantined=sum(f["rows"] for f in files if f["kind"] == QUARANTINED),
         hourly=hourly,

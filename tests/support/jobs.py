@@ -122,3 +122,19 @@ def kill_while_under_way(job: subprocess.Popen, batch_line: str = "batch 1:", ti
     time.sleep(1.5)
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
+
+
+def kill_once_read(job: subprocess.Popen, checkpoint: Path, batch: int, shards: int, timeout: float = 300) -> None:
+    """SIGKILL the job's whole process group as soon as every shard's read for ``batch`` has recorded
+    its end (in the checkpoint's ``kinesis-shard-ends``): before the batch can commit, so a rerun
+    must replay exactly those reads."""
+    deadline = time.monotonic() + timeout
+    for line in job.stdout:  # the batch before it is done
+        if line.startswith(f"batch {batch - 1}:") or time.monotonic() > deadline:
+            break
+    ends = checkpoint / "kinesis-shard-ends" / f"{batch:012d}"
+    while len(list(ends.glob("*.json"))) < shards:
+        assert time.monotonic() < deadline and job.poll() is None, f"batch {batch} recorded no end for each shard"
+        time.sleep(0.05)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()

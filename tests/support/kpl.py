@@ -1,17 +1,43 @@
-"""An independent KPL aggregate encoder for the tests: the protobuf wire format written by hand.
+"""An independent KPL aggregate encoder and decoder for the tests: the protobuf wire format by hand.
 
 The job decodes aggregates with Google's ``protobuf`` (``news_etl.kinesis.aggregation``) and
 ``populate --aggregate`` encodes them with it too; this module shares no code with either, so a
 test that round-trips through it checks both against the format itself: the magic bytes
 ``f3 89 9a c2``, the ``AggregatedRecord`` message (KPL's aggregation.proto) and its MD5.
+
+``decode`` is how the tests read a stream back (tests/support/kinesis_reader.py): a KPL
+aggregate's (partition key, data) user records, or the reason the job must quarantine it with.
+It is strict where the wire format is: a truncated field, a wire type other than varint (0),
+64-bit (1), length-delimited (2) or 32-bit (5), a varint longer than 10 bytes (a tag or a length
+longer than 5), field number 0 or above 2**29 - 1 make an invalid protobuf message. Unknown
+fields, and known fields of another wire type, are read past, as protobuf does. (protobuf also
+reads past unknown groups, wire types 3 and 4; KPL never writes one, and this decoder rejects them.)
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 
 MAGIC = bytes([0xF3, 0x89, 0x9A, 0xC2])
-VARINT, LENGTH_DELIMITED = 0, 2
+DIGEST_BYTES = 16  # MD5
+VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
+FIXED_WIDTH = {FIXED64: 8, FIXED32: 4}
+MAX_VARINT_BYTES, MAX_TAG_BYTES, MAX_LENGTH_BYTES = 10, 5, 5  # as protobuf's decoders read them
+MAX_FIELD_NUMBER = 2**29 - 1
+UINT64 = 2**64 - 1  # a longer varint keeps its low 64 bits
+
+# The job's quarantine reasons (news_etl.kinesis.aggregation), written out again here.
+TOO_SHORT = "KPL aggregate too short for its checksum"
+CHECKSUM_MISMATCH = "KPL aggregate checksum mismatch"
+NOT_PROTOBUF = "KPL aggregate is not a valid protobuf AggregatedRecord"
+INCOMPLETE_RECORD = "KPL aggregate has a user record without its partition key index or data"
+KEY_NOT_UTF8 = "KPL aggregate has a partition key that is not UTF-8"
+NO_RECORDS = "KPL aggregate holds no user records"
+
+
+def key_index_out_of_range_reason(index: int, keys: int) -> str:
+    return f"KPL aggregate user record has partition key index {index} out of range (the table has {keys})"
 
 
 def varint(value: int) -> bytes:
@@ -87,3 +113,112 @@ def without_data() -> bytes:
 
 def empty() -> bytes:
     return frame(aggregated_record(["key"], []))
+
+
+# --- Decoding ---------------------------------------------------------------------------------
+
+
+class MalformedMessageError(ValueError):
+    """Bytes that are not a protobuf message."""
+
+
+def is_aggregate(data: bytes) -> bool:
+    return data[: len(MAGIC)] == MAGIC
+
+
+def read_varint(buffer: bytes, position: int, max_bytes: int = MAX_VARINT_BYTES) -> tuple[int, int]:
+    """The varint at ``position`` and the position after it."""
+    value = 0
+    for shift, index in enumerate(range(position, min(position + max_bytes, len(buffer)))):
+        value |= (buffer[index] & 0x7F) << (7 * shift)
+        if buffer[index] < 0x80:
+            return value & UINT64, index + 1
+    raise MalformedMessageError(f"a truncated or overlong varint at byte {position}")
+
+
+def fields(message: bytes) -> Iterator[tuple[int, int, int | bytes | None]]:
+    """Each field of ``message`` in order: (number, wire type, value), a fixed-width value as None."""
+    position = 0
+    while position < len(message):
+        tag, position = read_varint(message, position, MAX_TAG_BYTES)
+        number, wire_type = tag >> 3, tag & 7
+        if not 0 < number <= MAX_FIELD_NUMBER:
+            raise MalformedMessageError(f"field number {number}")
+        value: int | bytes | None = None
+        if wire_type == VARINT:
+            value, position = read_varint(message, position)
+        elif wire_type == LENGTH_DELIMITED:
+            length, position = read_varint(message, position, MAX_LENGTH_BYTES)
+            value, position = message[position : position + length], position + length
+        elif wire_type in FIXED_WIDTH:
+            position += FIXED_WIDTH[wire_type]
+        else:
+            raise MalformedMessageError(f"wire type {wire_type}")
+        if position > len(message):
+            raise MalformedMessageError(f"field {number} runs past the end")
+        yield number, wire_type, value
+
+
+def _record(message: bytes) -> tuple[int | None, bytes | None, bool]:
+    """A ``Record``'s partition key index, data, and whether every required field is there (its
+    tags' keys included). A field given twice keeps its last value, as protobuf does."""
+    key_index = data = None
+    tags_complete = True
+    for number, wire_type, value in fields(message):
+        if (number, wire_type) == (1, VARINT):
+            key_index = value
+        elif (number, wire_type) == (3, LENGTH_DELIMITED):
+            data = value
+        elif (number, wire_type) == (4, LENGTH_DELIMITED):  # a Tag: its key (1) is required
+            tag_fields = [(tag_number, tag_wire) for tag_number, tag_wire, _ in fields(value)]
+            tags_complete &= (1, LENGTH_DELIMITED) in tag_fields
+    return key_index, data, tags_complete and key_index is not None and data is not None
+
+
+def _aggregated_record(body: bytes) -> tuple[list[bytes], list[tuple[int | None, bytes | None, bool]]]:
+    """An ``AggregatedRecord``'s partition key table, and each ``_record`` of it."""
+    keys, records = [], []
+    for number, wire_type, value in fields(body):
+        if (number, wire_type) == (1, LENGTH_DELIMITED):
+            keys.append(value)
+        elif (number, wire_type) == (3, LENGTH_DELIMITED):
+            records.append(_record(value))
+    return keys, records
+
+
+def _is_utf8(text: bytes) -> bool:
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _invalid(keys: list[bytes], records: list[tuple[int | None, bytes | None, bool]]) -> str | None:
+    """Why a well-formed ``AggregatedRecord`` is no valid aggregate, or None."""
+    if not all(complete for _, _, complete in records):
+        return INCOMPLETE_RECORD
+    if not all(_is_utf8(key) for key in keys):
+        return KEY_NOT_UTF8
+    if not records:
+        return NO_RECORDS
+    past_the_table = [key_index for key_index, _, _ in records if key_index >= len(keys)]
+    return key_index_out_of_range_reason(past_the_table[0], len(keys)) if past_the_table else None
+
+
+def decode(data: bytes) -> tuple[list[tuple[str, bytes]], str | None]:
+    """A KPL aggregate's (partition key, data) user records in order, and None; or no records and
+    the reason it is not a valid aggregate, checked in the order the job checks."""
+    if len(data) < len(MAGIC) + DIGEST_BYTES:
+        return [], TOO_SHORT
+    body, digest = data[len(MAGIC) : -DIGEST_BYTES], data[-DIGEST_BYTES:]
+    if hashlib.md5(body).digest() != digest:
+        return [], CHECKSUM_MISMATCH
+    try:
+        keys, records = _aggregated_record(body)
+    except MalformedMessageError:
+        return [], NOT_PROTOBUF
+    reason = _invalid(keys, records)
+    if reason:
+        return [], reason
+    return [(keys[key_index].decode(), record_data) for key_index, record_data, _ in records], None

@@ -1,9 +1,12 @@
 """What the ETL wrote to S3, checked against an independent reading of the stream.
 
-The expected output is derived without the ETL: the stream is read back with boto3 and each
-record judged by the reference contract (tests/support/contract.py); the first record of each article
-id is the one that must be written. A Delta table is read by its log (tests/support/delta_log.py),
-a plain folder by listing it.
+The expected output is derived without the ETL: the stream is read back with boto3, KPL
+aggregates split into their user records by the tests' own decoder (tests/support/kinesis_reader.py),
+and each record judged by the reference contract (tests/support/contract.py); the first record of
+each article id is the one that must be written. A record is named by its place: shard, sequence
+number, and its index in a KPL aggregate (None for a plain record). A Delta table is read by its
+log (tests/support/delta_log.py), a plain folder by listing it; files written before a column
+existed read null there.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
@@ -22,7 +26,7 @@ import pytest
 from tests.support import delta_log
 from tests.support.contract import contract_violation, parse_published_at
 from tests.support.emulators import Emulator
-from tests.support.kinesis_reader import StreamRecord, read_stream
+from tests.support.kinesis_reader import StreamRecord, deaggregated, read_stream
 
 PARQUET_KEY = re.compile(r"^(enriched|quarantine)/dt=\d{4}-\d{2}-\d{2}/part-[0-9a-f]{8}-\d{8}\.parquet$")
 # A Delta table's keys: its log, and data files named by the job (run, batch, attempt) or by compaction.
@@ -46,10 +50,12 @@ def output(emulator: Emulator, bucket: str, kind: str, version: int | None = Non
         files = delta_log.live_files(filesystem, root, version)
         tables = [pq.read_table(file.path, filesystem=filesystem).append_column("dt", pa.array([file.dt] * file.rows))
                   for file in files]  # fmt: skip
-        return pa.concat_tables(tables) if tables else pa.table({})
+        return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
     if filesystem.get_file_info(root).type == pafs.FileType.NotFound:
         return pa.table({})
-    return pq.read_table(root, filesystem=filesystem, partitioning="hive")
+    folder = ds.dataset(root, filesystem=filesystem, format="parquet", partitioning="hive")
+    schema = pa.unify_schemas([folder.schema, *(fragment.physical_schema for fragment in folder.get_fragments())])
+    return ds.dataset(root, schema=schema, filesystem=filesystem, format="parquet", partitioning="hive").to_table()
 
 
 def is_delta(emulator: Emulator, bucket: str) -> bool:
@@ -71,63 +77,84 @@ def object_etags(emulator: Emulator, bucket: str) -> dict[str, str]:
     return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}
 
 
-def expected_output(
-    emulator: Emulator, stream: str, records: list[StreamRecord] | None = None
-) -> tuple[dict[str, dict], dict[tuple[str, str], str]]:
-    """From the stream itself (or those of its ``records`` the job could read): the first article
-    of each id, and the reason for every invalid record."""
+Place = tuple[str, str, int | None]  # shard, sequence number, index in a KPL aggregate (None: a plain record)
+
+
+def place(row: dict) -> Place:
+    """Where an output row's record was in the stream (``sub_sequence_number`` None where a row has none)."""
+    return row["shard_id"], row["sequence_number"], row.get("sub_sequence_number")
+
+
+def stream_rows(emulator: Emulator, stream: str, records: list[StreamRecord] | None = None) -> list[StreamRecord]:
+    """What the job must account for one by one: the stream's Kinesis records (or ``records``, those
+    of them the job could read), a KPL aggregate as its user records, a corrupt one as one record."""
+    return deaggregated(read_stream(emulator.client("kinesis"), stream) if records is None else records)
+
+
+def judge(rows: list[StreamRecord]) -> tuple[dict[str, dict], dict[Place, str]]:
+    """The first article of each id among ``rows``, and the reason for every invalid one, by place."""
     articles: dict[str, dict] = {}
-    invalid: dict[tuple[str, str], str] = {}
-    for record in read_stream(emulator.client("kinesis"), stream) if records is None else records:
-        reason = contract_violation(record.data)
+    invalid: dict[Place, str] = {}
+    for row in rows:
+        reason = row.aggregate_error or contract_violation(row.data)
         if reason:
-            invalid[record.shard_id, record.sequence_number] = reason
+            invalid[row.place] = reason
         else:
-            article = json.loads(record.data)
+            article = json.loads(row.data)
             articles.setdefault(article["article_id"], article)
     return articles, invalid
+
+
+def expected_output(
+    emulator: Emulator, stream: str, records: list[StreamRecord] | None = None
+) -> tuple[dict[str, dict], dict[Place, str]]:
+    """From the stream itself (or those of its Kinesis ``records`` the job could read): the first
+    article of each id, and the reason for every invalid record, by place."""
+    return judge(stream_rows(emulator, stream, records))
 
 
 @dataclass(frozen=True)
 class Tally:
     """How the output compares with the stream: what ``make faults`` reports."""
 
-    records: int  # in the stream
+    records: int  # in the stream, a KPL aggregate's user records one by one (a corrupt aggregate as one)
     lost: int  # valid articles or invalid records with no row
     duplicated: int  # rows beyond the first for an article id or an invalid record
     unexpected: int  # rows that should not be there at all (an unknown id, a valid record quarantined)
 
 
 def tally(emulator: Emulator, stream: str, bucket: str, records: list[StreamRecord] | None = None) -> Tally:
-    records = read_stream(emulator.client("kinesis"), stream) if records is None else records
-    articles, invalid = expected_output(emulator, stream, records)
+    rows = stream_rows(emulator, stream, records)
+    articles, invalid = judge(rows)
     written = Counter(row["article_id"] for row in output(emulator, bucket, "enriched").to_pylist())
-    quarantined = Counter(
-        (r["shard_id"], r["sequence_number"]) for r in output(emulator, bucket, "quarantine").to_pylist()
-    )
+    quarantined = Counter(place(row) for row in output(emulator, bucket, "quarantine").to_pylist())
     lost = len(set(articles) - set(written)) + len(set(invalid) - set(quarantined))
     duplicated = sum(n - 1 for n in written.values()) + sum(n - 1 for n in quarantined.values())
     unexpected = len(set(written) - set(articles)) + len(set(quarantined) - set(invalid))
-    return Tally(len(records), lost, duplicated, unexpected)
+    return Tally(len(rows), lost, duplicated, unexpected)
 
 
 def assert_exactly_once(
     emulator: Emulator, stream: str, bucket: str, records: list[StreamRecord] | None = None
 ) -> None:
-    """Every valid article once, every invalid record quarantined with its reason, nothing else."""
-    articles, invalid = expected_output(emulator, stream, records)
+    """Every valid article once, from a record that holds it; every invalid record quarantined with
+    its reason; nothing else."""
+    rows = stream_rows(emulator, stream, records)
+    articles, invalid = judge(rows)
+    sent_at = {row.place: json.loads(row.data)["article_id"] for row in rows if row.place not in invalid}
     enriched = output(emulator, bucket, "enriched").to_pylist()
     ids = Counter(row["article_id"] for row in enriched)
     assert all(count == 1 for count in ids.values()), "an article was written twice"
     assert set(ids) == set(articles)
     for row in enriched:
+        assert sent_at.get(place(row)) == row["article_id"], f"{row['article_id']} is not the record at {place(row)}"
         article = articles[row["article_id"]]
         assert row["word_count"] == len(article["content"].split())
         assert row["published_at"] == parse_published_at(article["published_at"])
         assert str(row["dt"]) == row["published_at"].astimezone(UTC).date().isoformat()
         assert (row["title"], row["content"]) == (article["title"], article["content"])
     quarantined = output(emulator, bucket, "quarantine").to_pylist()
-    assert {(r["shard_id"], r["sequence_number"]): r["error"] for r in quarantined} == invalid
+    assert {place(row): row["error"] for row in quarantined} == invalid
     assert len(quarantined) == len(invalid)
     keys = object_etags(emulator, bucket)
     layout = DELTA_KEY if is_delta(emulator, bucket) else PARQUET_KEY

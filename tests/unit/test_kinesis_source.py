@@ -179,6 +179,7 @@ def test_read_shard_starts_at_trim_horizon_and_stops_at_max_records(kinesis, sto
     assert store.get(0, SHARD) == ShardEnd(
         last_sequence_number=sequences[3],
         records=4,
+        rows=4,
         finished=False,
         caught_up=False,
         millis_behind_latest=BEHIND,
@@ -212,6 +213,7 @@ def test_next_batch_continues_right_after_the_recorded_end(kinesis, store):
     assert store.get(1, SHARD) == ShardEnd(
         last_sequence_number=sequences[-1],
         records=6,
+        rows=6,
         finished=False,
         caught_up=True,
         millis_behind_latest=0,
@@ -254,6 +256,27 @@ def test_an_aggregate_is_read_as_its_user_records_with_their_keys_and_sub_sequen
     assert {r["arrival_time"] for r in rows[1:]} == {T0 + timedelta(seconds=1)}
     assert {r["aggregate_error"] for r in rows} == {None}
     assert store.get(0, SHARD).records == 2  # Kinesis records, as GetRecords counts them
+    assert store.get(0, SHARD).rows == 4  # what the job counts as read: user records one by one
+
+
+def test_a_shard_end_recorded_before_rows_were_counted_reads_one_row_per_record():
+    """An end an earlier version recorded (no ``rows``) still replays and counts: one row a record."""
+    earlier = (b'{"last_sequence_number": "7", "records": 3, "finished": false, "caught_up": true, '
+               b'"millis_behind_latest": 0, "trimmed": null, "executor": "driver"}')  # fmt: skip
+    assert ShardEnd.from_json(earlier).rows_read == 3
+    assert ShardEnd.from_json(ShardEnd.from_json(earlier).to_json()).rows_read == 3
+
+
+def test_a_batch_an_earlier_version_read_replays_its_aggregates_a_record_a_row(kinesis, store):
+    """Its recorded end has no ``rows``: the replay yields what that version did, so the batch's
+    rows match the count it recorded (de-aggregating would make more rows than it read)."""
+    sequences = kinesis.put(SHARD, 2, data=[aggregate_of("a", "b"), b'{"plain": 1}'])
+    earlier = ShardEnd(last_sequence_number=sequences[-1], records=2, finished=False, caught_up=True,
+                       millis_behind_latest=0)  # fmt: skip
+    store.put(0, SHARD, earlier)
+    rows = [row for batch in read_shard(kinesis, partition(), store) for row in batch.to_pylist()]
+    assert [(row["sequence_number"], row["sub_sequence_number"]) for row in rows] == [(s, None) for s in sequences]
+    assert len(rows) == earlier.rows_read
 
 
 def test_a_corrupt_aggregate_is_yielded_whole_with_the_reason(kinesis, store):
@@ -369,6 +392,7 @@ def test_closed_shard_read_to_its_end_is_finished(kinesis, store):
     assert store.get(0, SHARD) == ShardEnd(
         last_sequence_number=sequences[-1],
         records=3,
+        rows=3,
         finished=True,
         caught_up=False,
         millis_behind_latest=0,
@@ -435,7 +459,13 @@ def test_a_gap_before_an_empty_shard_is_reported_by_the_batch_that_reads_past_it
     kinesis.trim(SHARD, 3)
     assert read(kinesis, partition(batch=1, position={"after": sequences[0]}), store) == []
     assert store.get(1, SHARD) == ShardEnd(
-        last_sequence_number=None, records=0, finished=False, caught_up=True, millis_behind_latest=0, executor="driver"
+        last_sequence_number=None,
+        records=0,
+        rows=0,
+        finished=False,
+        caught_up=True,
+        millis_behind_latest=0,
+        executor="driver",
     )
     more = kinesis.put(SHARD, 2)
     assert read(kinesis, partition(batch=2, position={"after": sequences[0]}), store) == more

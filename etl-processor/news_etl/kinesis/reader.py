@@ -59,9 +59,10 @@ def executor_id() -> str:
     return match[1] if match else "driver"
 
 
-def records_to_arrow(shard_id: str, records: list[dict]) -> pa.RecordBatch:
-    """One GetRecords page as rows: plain records as they are, aggregates as their user records."""
-    if not any(is_aggregate(record["Data"]) for record in records):
+def records_to_arrow(shard_id: str, records: list[dict], *, deaggregate: bool = True) -> pa.RecordBatch:
+    """One GetRecords page as rows: plain records as they are, aggregates as their user records
+    (without ``deaggregate``, as they are too: a replay of a batch an earlier version read)."""
+    if not deaggregate or not any(is_aggregate(record["Data"]) for record in records):
         columns = {
             "sequence_number": [r["SequenceNumber"] for r in records],
             "partition_key": [r["PartitionKey"] for r in records],
@@ -209,7 +210,7 @@ def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Itera
     until = parse_timestamp(partition.until) if partition.until else None
     remaining = partition.max_records or math.inf
     budget = partition.max_bytes or math.inf
-    read = 0
+    read = rows = 0
     caught_up = stopped = False
     while remaining > 0 and budget > 0 and not reader.finished and not caught_up and not stopped:
         before = reader.last_sequence_number
@@ -228,12 +229,15 @@ def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Itera
             read += len(kept)
             remaining -= len(kept)
             budget -= sum(len(record["Data"]) for record in kept)
-            yield records_to_arrow(partition.shard_id, kept)
+            batch = records_to_arrow(partition.shard_id, kept)
+            rows += batch.num_rows
+            yield batch
     # A gap is reported once: by the batch that reads past it, or finds a closed shard empty.
     gap = reader.trimmed if reader.trimmed and (reader.trimmed.resumed_at or reader.finished) else None
     end = ShardEnd(
         last_sequence_number=reader.last_sequence_number,
         records=read,
+        rows=rows,
         finished=reader.finished,
         caught_up=caught_up,
         millis_behind_latest=reader.millis_behind_latest,
@@ -251,7 +255,11 @@ def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Itera
 
 
 def replay_shard(client, partition: ShardPartition, recorded: ShardEnd) -> Iterator[pa.RecordBatch]:
-    """Read exactly the records an earlier attempt of this batch read: up to its recorded end."""
+    """Read exactly the records an earlier attempt of this batch read: up to its recorded end.
+
+    An end recorded before aggregates were read as their user records (no ``rows``) is replayed
+    as that version read it, a record a row, so the batch's rows add up to what it recorded.
+    """
     if recorded.records == 0:
         return
     reader = ShardReader(client, partition.stream, partition.shard_id, partition.position)
@@ -262,7 +270,7 @@ def replay_shard(client, partition: ShardPartition, recorded: ShardEnd) -> Itera
         kept = [r for r in records if int(r["SequenceNumber"]) <= end]
         read += len(kept)
         if kept:
-            yield records_to_arrow(partition.shard_id, kept)
+            yield records_to_arrow(partition.shard_id, kept, deaggregate=recorded.rows is not None)
         if len(kept) < len(records) or reader.finished or (not records and reader.millis_behind_latest == 0):
             break
     if read != recorded.records:

@@ -54,12 +54,19 @@ class ShardEnd:
     """Where the read of one shard for one batch stopped, as the executor recorded it."""
 
     last_sequence_number: str | None  # None: nothing was read
-    records: int
+    records: int  # Kinesis records: what a replay reads again
     finished: bool  # a closed shard read to its end
     caught_up: bool  # reached the stream's tip (or the batch's cut-off)
     millis_behind_latest: int
     trimmed: TrimmedGap | None = None  # records this batch should have read first were trimmed
     executor: str = ""  # the Spark executor whose task read the shard
+    # The rows those records made: a KPL aggregate's user records one by one (a corrupt one as one
+    # row). None: as many as ``records`` (an end recorded before aggregates were read as such).
+    rows: int | None = None
+
+    @property
+    def rows_read(self) -> int:
+        return self.records if self.rows is None else self.rows
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
