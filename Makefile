@@ -127,7 +127,7 @@ faults: install localstack ## Fault matrix (crash cycles, throttling, S3 failure
 
 bench: install localstack ## Benchmarks (about 55 min): ETL vs raw drain vs naive baseline, KPL aggregates vs plain, populate vs bare loop, dedup state memory, compaction; bench/results/
 	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/python -m bench.bench_etl $(BENCH_ARGS)
-	$(BIN)/python -m bench.aggregation
+	$(BIN)/python -m bench.aggregation $(BENCH_ARGS)
 	$(BIN)/python -m bench.state_memory
 	$(BIN)/python -m bench.compaction
 

@@ -47,7 +47,7 @@ from bench.bench_etl import UNTIL, Bench, machine, marginal
 from bench.bench_populate import BAD_RATIO, DUP_RATIO
 from bench.report import publish
 from news_etl.kinesis.aggregation import user_records
-from news_etl.kinesis.reader import records_to_arrow
+from news_etl.kinesis.reader import records_to_batches
 from news_populate.aggregation import aggregate_records
 from news_populate.articles import generate_records
 from tests.support.emulators import start_moto
@@ -63,7 +63,7 @@ PAGE, ROUNDS = 2_500, 21  # the decode micro-benchmark: a shard's share of a bat
 
 def decode_figures(per_aggregate: int) -> dict:
     """The read task's own work on one GetRecords page, in µs per article (median of ROUNDS):
-    ``records_to_arrow`` on plain records and on the same articles aggregated, and ``user_records``
+    ``records_to_batches`` on plain records and on the same articles aggregated, and ``user_records``
     (MD5 and protobuf) alone. No emulator: this is the part of the difference that is decoding."""
     articles = list(generate_records(PAGE, seed=PAGE, until=UNTIL, bad_ratio=BAD_RATIO, dup_ratio=DUP_RATIO))
     aggregates = list(aggregate_records(articles, PAGE, per_aggregate, seed=PAGE))
@@ -79,8 +79,8 @@ def decode_figures(per_aggregate: int) -> dict:
 
     return {
         "page": PAGE,
-        "plain_us": per_article(lambda: records_to_arrow("shard", plain_page)),
-        "aggregated_us": per_article(lambda: records_to_arrow("shard", aggregated_page)),
+        "plain_us": per_article(lambda: list(records_to_batches("shard", plain_page))),
+        "aggregated_us": per_article(lambda: list(records_to_batches("shard", aggregated_page))),
         "user_records_us": per_article(lambda: [user_records(aggregate.data) for aggregate in aggregates]),
     }
 
@@ -169,7 +169,7 @@ def to_markdown(results: dict) -> str:
         *(_stream_row(name, s) for name, s in results["streams"].items()),
         _row(["aggregated / plain", *(f"{ratios[key]:.2f}x" for key in ratio_keys), ""]),
         "",
-        f"The read task's decode alone, one page of {decode['page']:,} articles (`records_to_arrow`, median of "
+        f"The read task's decode alone, one page of {decode['page']:,} articles (`records_to_batches`, median of "
         f"{ROUNDS}): plain {decode['plain_us']:.1f} µs an article, aggregated {decode['aggregated_us']:.1f} µs, of "
         f"which `user_records` (MD5 and protobuf) {decode['user_records_us']:.1f} µs.",
     ])  # fmt: skip

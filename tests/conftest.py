@@ -69,6 +69,14 @@ def emulator(request) -> Emulator:
 
 
 @pytest.fixture
+def bucket(emulator) -> str:
+    """A new S3 bucket on the test's emulator."""
+    name = f"news-{uuid.uuid4().hex[:10]}"
+    emulator.client("s3").create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
 def stream_name() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
 

@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--idle-timeout", type=float, default=env("IDLE_TIMEOUT", "0"),
         help="exit after this many seconds without new records; 0 = run forever (env IDLE_TIMEOUT, 0)")  # fmt: skip
     add("--max-records-per-batch", type=int, default=env("MAX_RECORDS_PER_BATCH", str(DEFAULT_MAX_RECORDS)),
-        help=f"most records a mini-batch, 0 = all (env MAX_RECORDS_PER_BATCH, {DEFAULT_MAX_RECORDS})")  # fmt: skip
+        help=f"most Kinesis records a mini-batch reads (a KPL aggregate counts once), 0 = all "
+             f"(env MAX_RECORDS_PER_BATCH, {DEFAULT_MAX_RECORDS})")  # fmt: skip
     add("--max-bytes-per-batch", type=int, default=env("MAX_BYTES_PER_BATCH", str(DEFAULT_MAX_BYTES)),
         help=f"most payload bytes a mini-batch reads, split across shards (at least one record each), 0 = no limit "
              f"(env MAX_BYTES_PER_BATCH, {DEFAULT_MAX_BYTES})")  # fmt: skip

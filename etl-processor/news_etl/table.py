@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Schema, Transaction
+from deltalake import CommitProperties, DeltaTable, Field, Schema, Transaction
+from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction
 
 from news_etl.aws import delta_storage_options
@@ -36,6 +37,9 @@ KINDS = (ENRICHED, QUARANTINED)
 # Old files kept this long after a compaction or vacuum removed them from the table: a pinned
 # version stays readable for a week (Delta's own default; a replay never needs old files).
 DEFAULT_RETENTION_HOURS = 168
+# Columns the job added after its first release: a table made before lacks them, and the job adds
+# them when it starts (nullable, so the table's earlier rows read null).
+ADDED_COLUMNS = ("sub_sequence_number",)
 # The least retention vacuum accepts: files a running batch has written but not yet committed
 # look like any uncommitted file, and a batch lives minutes, not a day.
 MIN_RETENTION_HOURS = 24
@@ -67,28 +71,39 @@ def is_table(bucket: str, kind: str) -> bool:
 
 
 def create_tables(bucket: str) -> None:
-    """Create both tables, partitioned by ``dt``, unless they exist (idempotent); add the columns
-    a table made by an earlier version lacks (``sub_sequence_number``: null in its old rows).
+    """Create both tables, partitioned by ``dt``, unless they exist (idempotent); add the
+    ``ADDED_COLUMNS`` a table made by an earlier version lacks (its earlier rows read null).
 
     Raises ``ConfigurationError`` when an existing table has other columns or partitions than the
-    job writes: delta-rs would commit the files all the same (an append ignores the schema it is
-    given), and readers would not see the new columns.
+    job writes, before changing anything: delta-rs would commit the files all the same (an append
+    ignores the schema it is given), and readers would not see the new columns.
     """
     for kind in KINDS:
         table = DeltaTable.create(table_uri(bucket, kind), table_schema(kind), mode="ignore",
                                   partition_by=[PARTITION], storage_options=delta_storage_options())  # fmt: skip
-        expected = {field.name: field for field in Schema.from_arrow(table_schema(kind)).fields}
-        present = {field.name: field for field in table.schema().fields}
-        missing = [field for name, field in expected.items() if name not in present and field.nullable]
+        missing = _missing_columns(table, kind)
         if missing:
-            table.alter.add_columns(missing)
-            log.info("added %s to %s", ", ".join(field.name for field in missing), table_uri(bucket, kind))
-            present.update((field.name, field) for field in missing)
-        if present != expected or table.metadata().partition_columns != [PARTITION]:
-            raise ConfigurationError(
-                f"the Delta table {table_uri(bucket, kind)} has other columns or partitions than this job writes: "
-                "write to another bucket, or migrate the table"
-            )
+            try:
+                table.alter.add_columns(missing)
+                log.info("added %s to %s", ", ".join(field.name for field in missing), table_uri(bucket, kind))
+            except CommitFailedError:  # another start of the job added them first
+                table.update_incremental()
+                if _missing_columns(table, kind):
+                    raise
+
+
+def _missing_columns(table: DeltaTable, kind: str) -> list[Field]:
+    """The ``ADDED_COLUMNS`` the table lacks; raises ``ConfigurationError`` if it differs otherwise."""
+    expected = {field.name: field for field in Schema.from_arrow(table_schema(kind)).fields}
+    present = {field.name: field for field in table.schema().fields}
+    missing = [expected[name] for name in ADDED_COLUMNS if name not in present]
+    if present != {name: field for name, field in expected.items() if field not in missing} or \
+            table.metadata().partition_columns != [PARTITION]:  # fmt: skip
+        raise ConfigurationError(
+            f"the Delta table {table.table_uri} has other columns or partitions than this job writes: "
+            "write to another bucket, or migrate the table"
+        )
+    return missing
 
 
 @dataclass(frozen=True)

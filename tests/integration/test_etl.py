@@ -8,29 +8,24 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import uuid
 
 import pytest
 
-from tests.support.jobs import ETL_MODULE, TOOLS_MODULE, etl, kill_while_under_way, populate, run_module, start_etl
+from tests.support.jobs import (
+    ETL_MODULE,
+    etl,
+    kill_while_under_way,
+    populate,
+    run_module,
+    start_etl,
+    verify,
+)
 from tests.support.output import assert_exactly_once, assert_metrics_match_output, data_keys, object_etags
 
 pytestmark = pytest.mark.integration
 
 BATCH_WITH_RECORDS = re.compile(r"^batch \d+: read [1-9]", re.MULTILINE)
-
-
-@pytest.fixture
-def bucket(emulator) -> str:
-    name = f"news-{uuid.uuid4().hex[:10]}"
-    emulator.client("s3").create_bucket(Bucket=name)
-    return name
-
-
-def verify(emulator, checkpoint) -> subprocess.CompletedProcess:
-    """``make verify``: the checkpoint's metrics against what is in S3."""
-    return run_module(TOOLS_MODULE, ["verify", "--checkpoint", str(checkpoint)], emulator, timeout=120)
 
 
 def test_runs_write_every_article_exactly_once_across_reruns_and_new_records(emulator, stream_name, bucket, tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import uuid
 from collections import Counter
 
@@ -18,7 +17,7 @@ import pytest
 
 from tests.support import kpl
 from tests.support.contract import contract_violation
-from tests.support.jobs import TOOLS_MODULE, etl, kill_once_read, populate, run_module, start_etl
+from tests.support.jobs import etl, kill_once_read, populate, start_etl, verify
 from tests.support.kinesis_reader import StreamRecord, deaggregated, read_stream
 from tests.support.output import assert_exactly_once, assert_metrics_match_output, judge, output, place
 
@@ -27,18 +26,6 @@ pytestmark = pytest.mark.integration
 PER_AGGREGATE = 10
 AGGREGATED = 300  # user records populate packs, PER_AGGREGATE to a Kinesis record
 BATCH_READ = re.compile(r"^batch \d+: read (\d+),", re.MULTILINE)
-
-
-@pytest.fixture
-def bucket(emulator) -> str:
-    name = f"news-{uuid.uuid4().hex[:10]}"
-    emulator.client("s3").create_bucket(Bucket=name)
-    return name
-
-
-def verify(emulator, checkpoint) -> subprocess.CompletedProcess:
-    """``make verify``: the checkpoint's metrics against what is in S3."""
-    return run_module(TOOLS_MODULE, ["verify", "--checkpoint", str(checkpoint)], emulator, timeout=120)
 
 
 def new_article(title: str) -> bytes:

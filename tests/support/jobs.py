@@ -55,6 +55,11 @@ def populate(emulator: Emulator, stream: str, *args: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def verify(emulator: Emulator, checkpoint) -> subprocess.CompletedProcess:
+    """``make verify``: the checkpoint's metrics against what is in S3."""
+    return run_module(TOOLS_MODULE, ["verify", "--checkpoint", str(checkpoint)], emulator, timeout=120)
+
+
 def etl_args(stream: str, bucket: str, checkpoint, *args: str) -> list[str]:
     """The ETL's flags for ``stream`` into ``bucket`` on ``local[2]``, then ``args``."""
     return ["--stream", stream, "--bucket", bucket, "--checkpoint", str(checkpoint), "--master", "local[2]", *args]

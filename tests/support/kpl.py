@@ -160,19 +160,16 @@ def fields(message: bytes) -> Iterator[tuple[int, int, int | bytes | None]]:
 
 
 def _record(message: bytes) -> tuple[int | None, bytes | None, bool]:
-    """A ``Record``'s partition key index, data, and whether every required field is there (its
-    tags' keys included). A field given twice keeps its last value, as protobuf does."""
+    """A ``Record``'s partition key index, data, and whether both are there. Its explicit hash key
+    index (2) and tags (4) are skipped unparsed, as the job skips them. A field given twice keeps
+    its last value, as protobuf does."""
     key_index = data = None
-    tags_complete = True
     for number, wire_type, value in fields(message):
         if (number, wire_type) == (1, VARINT):
             key_index = value
         elif (number, wire_type) == (3, LENGTH_DELIMITED):
             data = value
-        elif (number, wire_type) == (4, LENGTH_DELIMITED):  # a Tag: its key (1) is required
-            tag_fields = [(tag_number, tag_wire) for tag_number, tag_wire, _ in fields(value)]
-            tags_complete &= (1, LENGTH_DELIMITED) in tag_fields
-    return key_index, data, tags_complete and key_index is not None and data is not None
+    return key_index, data, key_index is not None and data is not None
 
 
 def _aggregated_record(body: bytes) -> tuple[list[bytes], list[tuple[int | None, bytes | None, bool]]]:

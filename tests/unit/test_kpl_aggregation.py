@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from news_etl.kinesis.aggregation import AggregateError, UserRecord, is_aggregate, user_records
-from news_etl.kinesis.reader import records_to_arrow
+from news_etl.kinesis.reader import records_to_batches
 from news_etl.transform import classify
 from tests.support import kpl
 
@@ -78,7 +78,7 @@ def test_the_read_task_enriches_user_records_and_quarantines_bad_ones_with_their
         kinesis_record("101", kpl.aggregate([("a", article("one")), ("b", b"not json"), ("c", b"not json")])),
         kinesis_record("102", corrupt),
     ]
-    rows = classify(records_to_arrow(SHARD, page)).to_pylist()
+    rows = classify(*records_to_batches(SHARD, page)).to_pylist()
     assert [(r["kind"], r["sequence_number"], r["sub_sequence_number"], r["article_id"], r["error"]) for r in rows] == [
         ("enriched", "100", None, "plain", None),
         ("enriched", "101", 0, "one", None),
@@ -95,12 +95,12 @@ def test_the_read_task_enriches_user_records_and_quarantines_bad_ones_with_their
 def test_an_article_sent_plain_and_in_an_aggregate_has_one_dedup_key():
     """Dedup is by article id, so an article re-sent through a KPL producer is a duplicate."""
     page = [kinesis_record("100", article("same")), kinesis_record("101", kpl.aggregate([("k", article("same"))]))]
-    rows = classify(records_to_arrow(SHARD, page))
+    rows = classify(*records_to_batches(SHARD, page))
     assert rows.column("dedup_key").to_pylist() == ["same", "same"]
 
 
 def test_a_page_without_aggregates_has_null_sub_sequence_numbers():
-    batch = records_to_arrow(SHARD, [kinesis_record("100", article("a")), kinesis_record("101", b"{}")])
+    [batch] = records_to_batches(SHARD, [kinesis_record("100", article("a")), kinesis_record("101", b"{}")])
     assert batch.column("sub_sequence_number").to_pylist() == [None, None]
     assert batch.column("sub_sequence_number").type == pa.int64()
     assert batch.column("aggregate_error").null_count == 2

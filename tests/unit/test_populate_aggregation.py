@@ -80,7 +80,7 @@ def test_keys_are_shared_through_the_key_table_and_the_bytes_are_the_kpl_format(
     aggregate = encode_aggregate(records)
     message = AggregatedRecord()
     message.ParseFromString(aggregate.data[4:-16])
-    assert list(message.partition_key_table) == ["a", "b", "c"]
+    assert list(message.partition_key_table) == [b"a", b"b", b"c"]  # the job reads keys as bytes, then decodes them
     assert [r.partition_key_index for r in message.records] == [0, 1, 0, 2, 0]
     assert aggregate.data == kpl.aggregate([(r.partition_key, r.data) for r in records])
 

@@ -13,12 +13,15 @@ limit. Such a record is:
 ``user_records`` returns the user records in order; their index in the aggregate is their
 ``sub_sequence_number``. A record that starts with the magic bytes but is not a whole, valid
 aggregate raises ``AggregateError`` with the reason, so that the caller quarantines it: it is
-never read as a plain record, and never dropped. (``aws_kinesis_agg``, the PyPI decoder, returns
-such a record unchanged on a checksum or protobuf error and prints splitting errors to stderr.)
+never read as a plain record, and never dropped.
 
-Parsing is Google's ``protobuf`` package (its C parser, upb: linear in the bytes); the message
-types are built from the descriptor below at import, so no generated code or ``protoc`` is needed.
-upb does not enforce proto2's ``required`` nor UTF-8 in proto2 strings, so both are checked here.
+Parsing is Google's ``protobuf`` package (its C parser, upb: linear in the bytes), from a
+descriptor built at import, so no generated code or ``protoc`` is needed (why not
+``aws_kinesis_agg``: docs/design.md). The descriptor declares only what the job reads: explicit
+hash keys and tags are unknown fields to it, skipped as protobuf skips any. Partition keys are
+declared as bytes (the same wire format as proto2 strings) and decoded here, because protobuf's
+C and pure-Python parsers treat invalid UTF-8 in a string differently; proto2's ``required`` is
+checked here too (upb does not enforce it).
 """
 
 from __future__ import annotations
@@ -31,28 +34,22 @@ from google.protobuf.message import DecodeError
 
 MAGIC = b"\xf3\x89\x9a\xc2"
 DIGEST_BYTES = 16  # MD5
-# KPL's aggregation.proto, as a FileDescriptorProto in protobuf's text format.
+# What the job reads of KPL's aggregation.proto (field numbers and labels are the KPL's), as a
+# FileDescriptorProto in protobuf's text format; explicit_hash_key_table (2), and a record's
+# explicit_hash_key_index (2) and tags (4), are left out.
 AGGREGATION_PROTO = """
 name: "kpl_aggregation.proto"
 package: "kpl"
 syntax: "proto2"
 message_type {
   name: "AggregatedRecord"
-  field { name: "partition_key_table" number: 1 label: LABEL_REPEATED type: TYPE_STRING }
-  field { name: "explicit_hash_key_table" number: 2 label: LABEL_REPEATED type: TYPE_STRING }
+  field { name: "partition_key_table" number: 1 label: LABEL_REPEATED type: TYPE_BYTES }
   field { name: "records" number: 3 label: LABEL_REPEATED type: TYPE_MESSAGE type_name: ".kpl.Record" }
-}
-message_type {
-  name: "Tag"
-  field { name: "key" number: 1 label: LABEL_REQUIRED type: TYPE_STRING }
-  field { name: "value" number: 2 label: LABEL_OPTIONAL type: TYPE_STRING }
 }
 message_type {
   name: "Record"
   field { name: "partition_key_index" number: 1 label: LABEL_REQUIRED type: TYPE_UINT64 }
-  field { name: "explicit_hash_key_index" number: 2 label: LABEL_OPTIONAL type: TYPE_UINT64 }
   field { name: "data" number: 3 label: LABEL_REQUIRED type: TYPE_BYTES }
-  field { name: "tags" number: 4 label: LABEL_REPEATED type: TYPE_MESSAGE type_name: ".kpl.Tag" }
 }
 """
 _POOL = descriptor_pool.DescriptorPool()
@@ -88,9 +85,10 @@ def user_records(data: bytes) -> list[UserRecord]:
         raise AggregateError("KPL aggregate is not a valid protobuf AggregatedRecord") from None
     if not aggregate.IsInitialized():
         raise AggregateError("KPL aggregate has a user record without its partition key index or data")
-    keys = list(aggregate.partition_key_table)
-    if not all(isinstance(key, str) for key in keys):  # upb hands invalid UTF-8 back as bytes
-        raise AggregateError("KPL aggregate has a partition key that is not UTF-8")
+    try:
+        keys = [key.decode("utf-8") for key in aggregate.partition_key_table]
+    except UnicodeDecodeError:
+        raise AggregateError("KPL aggregate has a partition key that is not UTF-8") from None
     if not aggregate.records:
         raise AggregateError("KPL aggregate holds no user records")
     records = []

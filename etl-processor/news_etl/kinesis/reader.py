@@ -59,44 +59,52 @@ def executor_id() -> str:
     return match[1] if match else "driver"
 
 
-def records_to_arrow(shard_id: str, records: list[dict], *, deaggregate: bool = True) -> pa.RecordBatch:
-    """One GetRecords page as rows: plain records as they are, aggregates as their user records
-    (without ``deaggregate``, as they are too: a replay of a batch an earlier version read)."""
-    if not deaggregate or not any(is_aggregate(record["Data"]) for record in records):
-        columns = {
-            "sequence_number": [r["SequenceNumber"] for r in records],
-            "partition_key": [r["PartitionKey"] for r in records],
-            "arrival_time": [r["ApproximateArrivalTimestamp"] for r in records],
-            "data": [r["Data"] for r in records],
-        }
-    else:
-        columns = _deaggregated(records)
-    rows = len(columns["data"])
-    arrays = {name: pa.array(values, ARROW_SCHEMA.field(name).type) for name, values in columns.items()}
-    arrays["shard_id"] = pa.array([shard_id] * rows, pa.string())
-    for name in ARROW_SCHEMA.names:
-        arrays.setdefault(name, pa.nulls(rows, ARROW_SCHEMA.field(name).type))
-    return pa.RecordBatch.from_arrays([arrays[name] for name in ARROW_SCHEMA.names], schema=ARROW_SCHEMA)
+MAX_ROWS_PER_BATCH = 10_000  # rows an Arrow batch holds at most, user records of aggregates included
+# The reason a replay gives an aggregate that an earlier version read as one record (see replay_shard).
+READ_WHOLE_BEFORE = "KPL aggregate in a batch an earlier version of the job read as one record: quarantined whole"
 
 
-DEAGGREGATED = ("sequence_number", "sub_sequence_number", "partition_key", "arrival_time", "data", "aggregate_error")
-
-
-def _deaggregated(records: list[dict]) -> dict[str, list]:
-    """The ``DEAGGREGATED`` columns of a page that holds aggregates (so at least one row)."""
-    rows = []
+def records_to_batches(shard_id: str, records: list[dict], *, deaggregate: bool = True) -> Iterator[pa.RecordBatch]:
+    """One GetRecords page as Arrow batches of at most ``MAX_ROWS_PER_BATCH`` rows: plain records
+    as they are, aggregates as their user records (a 1 MiB aggregate can hold 100,000 of them)."""
+    rows: list[tuple] = []
     for record in records:
-        sequence_number, arrival, data = record["SequenceNumber"], record["ApproximateArrivalTimestamp"], record["Data"]
-        if not is_aggregate(data):
-            rows.append((sequence_number, None, record["PartitionKey"], arrival, data, None))
-            continue
-        try:
-            users = user_records(data)
-        except AggregateError as error:
-            rows.append((sequence_number, None, record["PartitionKey"], arrival, data, str(error)))
-            continue
-        rows.extend((sequence_number, sub, key, arrival, user_data, None) for sub, (key, user_data) in enumerate(users))
-    return {name: list(values) for name, values in zip(DEAGGREGATED, zip(*rows, strict=True), strict=True)}
+        for row in _rows(record, deaggregate):
+            rows.append(row)
+            if len(rows) == MAX_ROWS_PER_BATCH:
+                yield _to_arrow(shard_id, rows)
+                rows = []
+    if rows:
+        yield _to_arrow(shard_id, rows)
+
+
+ROW = ("sequence_number", "sub_sequence_number", "partition_key", "arrival_time", "data", "aggregate_error")
+
+
+def _rows(record: dict, deaggregate: bool) -> Iterator[tuple]:
+    """The ``ROW``s of one Kinesis record: itself, or the user records of a KPL aggregate."""
+    sequence_number, arrival, data = record["SequenceNumber"], record["ApproximateArrivalTimestamp"], record["Data"]
+    if not is_aggregate(data):
+        yield sequence_number, None, record["PartitionKey"], arrival, data, None
+        return
+    try:
+        if not deaggregate:
+            raise AggregateError(READ_WHOLE_BEFORE)
+        users = user_records(data)
+    except AggregateError as error:
+        yield sequence_number, None, record["PartitionKey"], arrival, data, str(error)
+        return
+    for sub, (key, user_data) in enumerate(users):
+        yield sequence_number, sub, key, arrival, user_data, None
+
+
+def _to_arrow(shard_id: str, rows: list[tuple]) -> pa.RecordBatch:
+    columns = dict(zip(ROW, zip(*rows, strict=True), strict=True))
+    arrays = [
+        pa.array([shard_id] * len(rows), pa.string()) if name == "shard_id" else pa.array(columns[name], field.type)
+        for name, field in zip(ARROW_SCHEMA.names, ARROW_SCHEMA, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=ARROW_SCHEMA)
 
 
 class ShardReader:
@@ -229,9 +237,9 @@ def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Itera
             read += len(kept)
             remaining -= len(kept)
             budget -= sum(len(record["Data"]) for record in kept)
-            batch = records_to_arrow(partition.shard_id, kept)
-            rows += batch.num_rows
-            yield batch
+            for batch in records_to_batches(partition.shard_id, kept):
+                rows += batch.num_rows
+                yield batch
     # A gap is reported once: by the batch that reads past it, or finds a closed shard empty.
     gap = reader.trimmed if reader.trimmed and (reader.trimmed.resumed_at or reader.finished) else None
     end = ShardEnd(
@@ -258,23 +266,28 @@ def replay_shard(client, partition: ShardPartition, recorded: ShardEnd) -> Itera
     """Read exactly the records an earlier attempt of this batch read: up to its recorded end.
 
     An end recorded before aggregates were read as their user records (no ``rows``) is replayed
-    as that version read it, a record a row, so the batch's rows add up to what it recorded.
+    as that version read it, a record a row (an aggregate quarantined whole, ``READ_WHOLE_BEFORE``),
+    so that the batch's rows add up to what it recorded.
     """
     if recorded.records == 0:
         return
     reader = ShardReader(client, partition.stream, partition.shard_id, partition.position)
     end = int(recorded.last_sequence_number)
-    read = 0
+    read = rows = 0
     while read < recorded.records:
         records = reader.next_records(MAX_RECORDS_PER_CALL)
         kept = [r for r in records if int(r["SequenceNumber"]) <= end]
         read += len(kept)
-        if kept:
-            yield records_to_arrow(partition.shard_id, kept, deaggregate=recorded.rows is not None)
+        for batch in records_to_batches(partition.shard_id, kept, deaggregate=recorded.rows is not None):
+            rows += batch.num_rows
+            yield batch
         if len(kept) < len(records) or reader.finished or (not records and reader.millis_behind_latest == 0):
             break
+    where = f"replay of batch {partition.batch} on {partition.stream}/{partition.shard_id}"
     if read != recorded.records:
         raise RuntimeError(
-            f"replay of batch {partition.batch} on {partition.stream}/{partition.shard_id} found {read} records "
-            f"where the first read found {recorded.records}: records were trimmed from the shard meanwhile"
+            f"{where} found {read} records where the first read found {recorded.records}: records were trimmed "
+            "from the shard meanwhile"
         )
+    if rows != recorded.rows_read:
+        raise RuntimeError(f"{where} made {rows} rows of its records where the first read made {recorded.rows_read}")
