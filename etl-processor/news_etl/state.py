@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 from news_etl import checkpoint_files
 from news_etl.settings import DEFAULT_OUTPUT_FORMAT, PARQUET, ConfigurationError, Settings
@@ -173,7 +174,8 @@ def load_state(settings: Settings, stream_created: str) -> RunState:
     if not state.stream_created:  # a checkpoint from before the creation time was recorded
         state.stream_created = stream_created
         save_json(settings.state_file, asdict(state))
-    if state.stream_created != stream_created:  # its offsets name records of a stream that is gone
+    # Compared as instants: the same one is written with another offset where the host's zone differs.
+    if datetime.fromisoformat(state.stream_created) != datetime.fromisoformat(stream_created):  # a new stream
         raise ConfigurationError(
             f"checkpoint {settings.checkpoint} belongs to stream {state.stream!r} created {state.stream_created}, "
             f"but that stream was re-created {stream_created} (an emulator restart does this): "

@@ -78,10 +78,15 @@ def create_tables(bucket: str) -> None:
     job writes, before changing anything: delta-rs would commit the files all the same (an append
     ignores the schema it is given), and readers would not see the new columns.
     """
-    for kind in KINDS:
-        table = DeltaTable.create(table_uri(bucket, kind), table_schema(kind), mode="ignore",
-                                  partition_by=[PARTITION], storage_options=delta_storage_options())  # fmt: skip
-        missing = _missing_columns(table, kind)
+    options = delta_storage_options()
+    tables = {
+        kind: DeltaTable.create(table_uri(bucket, kind), table_schema(kind), mode="ignore", partition_by=[PARTITION],
+                                storage_options=options)
+        for kind in KINDS
+    }  # fmt: skip
+    lacking = {kind: _missing_columns(table, kind) for kind, table in tables.items()}  # both checked first
+    for kind, missing in lacking.items():
+        table = tables[kind]
         if missing:
             try:
                 table.alter.add_columns(missing)

@@ -51,3 +51,13 @@ def test_a_table_that_is_not_the_jobs_is_refused_unchanged(tables, schema):
     with pytest.raises(ConfigurationError, match="has other columns or partitions than this job writes"):
         table.create_tables("bucket")
     assert {DeltaTable(uri).version() for uri in tables.values()} == {0}
+
+
+def test_when_one_table_is_not_the_jobs_neither_is_changed(tables):
+    """The other table, made before, is not migrated: nothing changes until both are the job's."""
+    DeltaTable.create(tables[table.ENRICHED], without_added(table.ENRICHED), partition_by=["dt"])
+    foreign = without_added(table.QUARANTINED).append(pa.field("note", pa.string()))
+    DeltaTable.create(tables[table.QUARANTINED], foreign, partition_by=["dt"])
+    with pytest.raises(ConfigurationError):
+        table.create_tables("bucket")
+    assert {DeltaTable(uri).version() for uri in tables.values()} == {0}

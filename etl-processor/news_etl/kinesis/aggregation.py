@@ -5,9 +5,9 @@ into one Kinesis record, to save PUT payload units and to pass the per-shard rec
 limit. Such a record is:
 
 - the magic bytes ``f3 89 9a c2``;
-- a protobuf ``AggregatedRecord`` (KPL's ``aggregation.proto``, below): a table of partition
-  keys, a table of explicit hash keys, and the user records, each with the index of its
-  partition key, its data and optional tags;
+- a protobuf ``AggregatedRecord`` (KPL's ``aggregation.proto``, of which ``AGGREGATION_PROTO``
+  below declares what the job reads): a table of partition keys, a table of explicit hash keys,
+  and the user records, each with the index of its partition key, its data and optional tags;
 - the MD5 of the protobuf bytes (16 bytes).
 
 ``user_records`` returns the user records in order; their index in the aggregate is their
