@@ -178,7 +178,7 @@ RAW_COLUMNS = ("shard_id", "sequence_number", "sub_sequence_number", "data", "ag
 
 
 # The columns ``classify`` builds (the others are ``PASSED_THROUGH``), in the order of its row tuples.
-BUILT = ("kind", "dedup_key", *ARTICLE_FIELDS, "published_at", "word_count", "raw_data", "error")
+BUILT = tuple(name for name in PREPARED_SCHEMA.names if name not in PASSED_THROUGH)
 # Their values for a quarantined record, but for dedup_key, raw_data and error.
 QUARANTINED_ROW = dict.fromkeys(BUILT, None) | {"kind": QUARANTINED}
 
@@ -228,7 +228,7 @@ def prepare_records(raw: DataFrame) -> DataFrame:
     Valid articles get typed fields, a UTC ``published_at`` timestamp and ``word_count``
     (``len(content.split())``, Python's definition of whitespace); everything else keeps its raw
     bytes and the reason. ``dedup_key`` is the article id, or for an invalid record its unique
-    shard and sequence number (invalid records are never duplicates).
+    shard, sequence number and index in a KPL aggregate (invalid records are never duplicates).
     """
     raw = raw.select(*PASSED_THROUGH, "data", "aggregate_error")
     return raw.mapInArrow(classify_batches, PREPARED_SPARK_SCHEMA)

@@ -78,11 +78,12 @@ def records_to_batches(shard_id: str, records: list[dict], *, deaggregate: bool 
         yield _to_arrow(shard_id, rows)
 
 
-ROW = ("sequence_number", "sub_sequence_number", "partition_key", "arrival_time", "data", "aggregate_error")
+# What ``_rows`` yields for each row: the ``ARROW_SCHEMA`` columns after ``shard_id``, in order.
+ROW_FIELDS = list(ARROW_SCHEMA)[1:]
 
 
 def _rows(record: dict, deaggregate: bool) -> Iterator[tuple]:
-    """The ``ROW``s of one Kinesis record: itself, or the user records of a KPL aggregate."""
+    """The rows (``ROW_FIELDS``) of one Kinesis record: itself, or the user records of a KPL aggregate."""
     sequence_number, arrival, data = record["SequenceNumber"], record["ApproximateArrivalTimestamp"], record["Data"]
     if not is_aggregate(data):
         yield sequence_number, None, record["PartitionKey"], arrival, data, None
@@ -99,12 +100,9 @@ def _rows(record: dict, deaggregate: bool) -> Iterator[tuple]:
 
 
 def _to_arrow(shard_id: str, rows: list[tuple]) -> pa.RecordBatch:
-    columns = dict(zip(ROW, zip(*rows, strict=True), strict=True))
-    arrays = [
-        pa.array([shard_id] * len(rows), pa.string()) if name == "shard_id" else pa.array(columns[name], field.type)
-        for name, field in zip(ARROW_SCHEMA.names, ARROW_SCHEMA, strict=True)
-    ]
-    return pa.RecordBatch.from_arrays(arrays, schema=ARROW_SCHEMA)
+    columns = zip(*rows, strict=True)
+    arrays = [pa.array(values, field.type) for values, field in zip(columns, ROW_FIELDS, strict=True)]
+    return pa.RecordBatch.from_arrays([pa.array([shard_id] * len(rows), pa.string()), *arrays], schema=ARROW_SCHEMA)
 
 
 class ShardReader:
