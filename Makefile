@@ -20,6 +20,8 @@ LOCALSTACK_PINS := 'localstack-core[runtime]==$(LOCALSTACK_VERSION)' 'cbor2<5.8'
 CONTAINERS_CACHE ?= $(HOME)/.cache/news-etl/containers
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# bench.steady: e.g. "--minutes 2" for a quick look (the default is 10 minutes a run, two runs)
+STEADY_ARGS ?=
 FAULT_CYCLES ?= 10
 HOSTILE_EXAMPLES ?= 3
 # Compose's settings, so that `make inspect` looks where `docker compose up` wrote.
@@ -125,8 +127,9 @@ faults: install localstack ## Fault matrix (crash cycles, throttling, S3 failure
 		$(BIN)/pytest -m faults -q $(PYTEST_ARGS) || status=$$?; \
 		$(BIN)/python -m bench.faults_table bench/results/faults.jsonl && exit $${status:-0}
 
-bench: install localstack ## Benchmarks (about 55 min): ETL vs raw drain vs naive baseline, KPL aggregates vs plain, populate vs bare loop, dedup state memory, compaction; bench/results/
+bench: install localstack ## Benchmarks (about 80 min): ETL vs raw and lean drain vs naive baseline, steady state, KPL aggregates vs plain, populate vs bare loop, dedup state memory, compaction; bench/results/
 	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/python -m bench.bench_etl $(BENCH_ARGS)
+	$(BIN)/python -m bench.steady $(STEADY_ARGS)
 	$(BIN)/python -m bench.aggregation $(BENCH_ARGS)
 	$(BIN)/python -m bench.state_memory
 	$(BIN)/python -m bench.compaction

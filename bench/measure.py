@@ -5,7 +5,9 @@ and every Python worker, which ``getrusage(RUSAGE_CHILDREN)`` misses. Peak resid
 sampled from /proc for every process of the command's session, by kind: the JVM (Spark's
 driver and, in local mode, its executor), the Python driver, and Python workers
 (tests/support/process_tree.py).
-Each stdout line is kept with the time it arrived, so progress lines can be timed.
+Each stdout line is kept with the time it arrived, so progress lines can be timed; with
+``cpu_every``, the cgroup's CPU is also read at that interval, so a stretch of a long run can be
+costed on its own.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class Measured:
     cpu_by_kind: dict[str, float] = field(default_factory=dict)  # sampled from /proc (cpu_s is exact)
     lines: list[tuple[float, str]] = field(default_factory=list)  # (seconds since start, stdout line)
     stderr: str = ""
+    cpu_samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, CPU-s so far)
+    started: float = 0.0  # time.perf_counter() at the start: the origin of the times above
 
     @property
     def stdout(self) -> str:
@@ -53,10 +57,14 @@ class CpuGroup:
         if self.path:
             (self.path / "cgroup.procs").write_text(str(os.getpid()))
 
+    def seconds(self) -> float | None:
+        """CPU used so far by everything started in the group."""
+        return int((self.path / "cpuacct.usage").read_text()) / 1e9 if self.path else None
+
     def close(self) -> float | None:
+        seconds = self.seconds()
         if not self.path:
             return None
-        seconds = int((self.path / "cpuacct.usage").read_text()) / 1e9
         for _ in range(50):  # removable once its last process has been reaped
             try:
                 self.path.rmdir()
@@ -66,19 +74,26 @@ class CpuGroup:
         return seconds
 
 
-def run(argv: list[str], env: dict[str, str] | None = None, timeout: float = 3600) -> Measured:
+def run(argv: list[str], env: dict[str, str] | None = None, timeout: float = 3600, cpu_every: float = 0) -> Measured:
     group = CpuGroup()
     started = time.perf_counter()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True, preexec_fn=group.enter)  # fmt: skip
-    measured = Measured(0, 0.0, None)
+    measured = Measured(0, 0.0, None, started=started)
 
     def read_lines() -> None:
         for line in process.stdout:
             measured.lines.append((time.perf_counter() - started, line))
 
+    def sample_cpu() -> None:
+        while process.poll() is None:
+            measured.cpu_samples.append((time.perf_counter() - started, group.seconds()))
+            time.sleep(cpu_every)
+
     reader = threading.Thread(target=read_lines, daemon=True)
     reader.start()
+    if cpu_every and group.path:
+        threading.Thread(target=sample_cpu, daemon=True).start()
     with PeakRss(process.pid) as peak:
         try:
             measured.stderr = process.stderr.read()

@@ -50,11 +50,18 @@ def to_markdown(results: dict) -> str:
     for tool, figures in results["marginal"].items():
         cpu = figures.get("cpu_s_per_10k")
         lines.append(f"| {tool} | {figures['rate']:,.0f} | {'-' if cpu is None else f'{cpu:.2f}'} |")
+    by_kind = results["marginal"]["etl"].get("cpu_by_kind_per_10k")
+    if by_kind:  # sampled from /proc, so the parts need not add up to the cgroup's exact total
+        lines.append("| etl, by process (sampled) | | " + ", ".join(f"{k} {v:.2f}" for k, v in by_kind.items()) + " |")
     lines += ["", "| goal | measured | target | met |", "| --- | ---: | ---: | --- |"]
     for name, goal in results["goals"].items():
         sign = ">=" if name.startswith("etl") else "<="
         met = "yes" if goal["met"] else "NO"
         lines.append(f"| {GOAL_NAMES[name]} | {goal['measured']:.2f}x | {sign} {goal['target']}x | {met} |")
+    lean = results.get("against_lean_drain")
+    if lean:
+        lines += ["", f"against the lean drain (a reference, no target): throughput {lean['rate']:.2f}x"
+                  + (f", CPU per record {lean['cpu']:.2f}x" if "cpu" in lean else "")]  # fmt: skip
     p = results["populate"]
     lines += [
         "",

@@ -132,8 +132,15 @@ def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
 
 
 def write_batch(batch: DataFrame, batch_id: int, bucket: str, state: RunState) -> list[dict]:
-    """Write one micro-batch to S3 in a single Spark job; returns what each file holds."""
-    rows = output_rows(batch).repartition(F.col("kind"), F.col("dt"))
+    """Write one micro-batch to S3 in a single Spark job; returns what each file holds.
+
+    Into a Delta table, each task of the dedup stage writes the rows it holds, a file per (kind,
+    dt), and compaction merges the files later: one shuffle a batch, not two. A plain Parquet
+    folder, which nothing merges, is shuffled once more so that one task writes each (kind, dt).
+    """
+    rows = output_rows(batch)
+    if state.output_format == PARQUET:
+        rows = rows.repartition(F.col("kind"), F.col("dt"))
     writer = batch_writer(bucket, state.run_id, batch_id, state.output_format)
     return [row.asDict() for row in rows.mapInArrow(writer, RESULT_SCHEMA).collect()]
 

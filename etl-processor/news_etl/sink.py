@@ -1,7 +1,7 @@
 """Writes a micro-batch as Parquet to S3 from the executors, with pyarrow's native S3 client.
 
-The batch is shuffled so that each output path belongs to one task; that task streams its rows
-into one Parquet file per (kind, dt). Two layouts (``--output-format``, fixed per checkpoint):
+Each task streams its rows into one Parquet file per (kind, dt) it holds. Two layouts
+(``--output-format``, fixed per checkpoint):
 
 - ``delta`` (default): files go straight into the table's folder under a name unique to the
   attempt, ``BUCKET/KIND/dt=YYYY-MM-DD/part-<run id>-<batch id>-<uuid>.parquet``. A file is
@@ -9,9 +9,10 @@ into one Parquet file per (kind, dt). Two layouts (``--output-format``, fixed pe
   an uncommitted file that vacuum removes. Each task reports its files' sizes and statistics
   for the commit.
 - ``parquet``: a plain folder, ``BUCKET/KIND/dt=YYYY-MM-DD/part-<run id>-<batch id>.parquet``.
-  The name depends only on the checkpoint's run id, the batch id and the partition, and a
-  replayed batch reads exactly the same records (see ``news_etl.kinesis``), so a replay
-  overwrites each file with the same rows. Files are written under ``_staging/`` and copied into
+  The batch is shuffled first so that each (kind, dt) belongs to one task. The name depends
+  only on the checkpoint's run id, the batch id and the partition, and a replayed batch reads
+  exactly the same records (see ``news_etl.kinesis``), so a replay overwrites each file with the
+  same rows. Files are written under ``_staging/`` and copied into
   place when complete, so readers never see a partial file.
 
 ``dt`` is the UTC date published (enriched) or arrived (quarantine). Each task also reports, per

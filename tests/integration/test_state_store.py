@@ -51,6 +51,18 @@ def test_a_new_checkpoint_keeps_its_dedup_state_in_rocksdb_in_the_partitions_ask
     assert "keeps its dedup state in 3 partitions" in changed.stderr
 
 
+def test_a_new_checkpoint_has_a_state_partition_per_core_by_default(moto, stream_name, bucket, tmp_path):
+    """Without --state-partitions, local[2] gives 2 partitions: a task per core in the dedup stage,
+    which also writes the batch's Delta files."""
+    checkpoint = tmp_path / "checkpoint"
+    populate(moto, stream_name, "--shards", "2", "--count", "300", "--seed", "8", "--dup-ratio", "0.1")
+    run = etl(moto, stream_name, bucket, checkpoint, "--once", "--compact-target-mb", "0")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert recorded_conf(checkpoint)["spark.sql.shuffle.partitions"] == "2"
+    assert json.loads((checkpoint / "etl-state.json").read_text())["state_partitions"] == 2
+    assert_exactly_once(moto, stream_name, bucket)
+
+
 def test_a_checkpoint_made_before_rocksdb_keeps_its_heap_store_and_goes_on_exactly(moto, stream_name, bucket, tmp_path):
     """A checkpoint whose running totals predate the state-store fields (as the job wrote them before)
     runs on the HDFS-backed store with the 4 partitions it had, and a second run after more records
