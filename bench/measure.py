@@ -87,7 +87,10 @@ def run(argv: list[str], env: dict[str, str] | None = None, timeout: float = 360
 
     def sample_cpu() -> None:
         while process.poll() is None:
-            measured.cpu_samples.append((time.perf_counter() - started, group.seconds()))
+            try:
+                measured.cpu_samples.append((time.perf_counter() - started, group.seconds()))
+            except OSError:  # the group was closed: the command has ended
+                return
             time.sleep(cpu_every)
 
     reader = threading.Thread(target=read_lines, daemon=True)
