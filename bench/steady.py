@@ -41,7 +41,7 @@ from pathlib import Path
 from bench.bench_populate import new_stream
 from bench.measure import run as measured_run
 from news_etl.session import JVM_OPTIONS
-from tests.support.emulators import Emulator, free_port, launch, wait_until_ready
+from tests.support.emulators import start_moto
 
 REPO = Path(__file__).resolve().parent.parent
 UNTIL = "2026-11-20T12:00:00Z"
@@ -58,21 +58,6 @@ PATCHED_MOTO = ("import runpy, moto.kinesis.models as kinesis; "
 # The job with other JVM options: session.JVM_OPTIONS is read when the session is built.
 LAUNCH = ("import runpy, sys; import news_etl.session as session; session.JVM_OPTIONS = sys.argv.pop(1); "
           "runpy.run_module('news_etl', run_name='__main__', alter_sys=True)")  # fmt: skip
-
-
-def start_moto(work: Path) -> Emulator:
-    """moto server on 127.0.0.1 as the tests start it, with the put made O(1) (PATCHED_MOTO)."""
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-c", PATCHED_MOTO, "-H", "127.0.0.1", "-p", str(port)]
-    process, log_path = launch(f"moto-{port}", command, dict(os.environ), work)
-    emulator = Emulator("moto", endpoint, process, log_path)
-    try:
-        wait_until_ready(process, f"{endpoint}/moto-api/data.json", log_path, lambda body: True)
-    except Exception:
-        emulator.stop()
-        raise
-    return emulator
 
 
 def batches(lines: list[tuple[float, str]]) -> list[tuple[float, int, int]]:
@@ -189,7 +174,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="steady-"))
     runs = []
     for jvm_options in (JVM_OPTIONS, DEFAULT_TIERS):
-        moto = start_moto(work)  # one per run: moto keeps every record in memory
+        moto = start_moto(work, launcher=("-c", PATCHED_MOTO))  # one per run: moto keeps every record in memory
         try:
             print(f"steady state, {args.minutes:g} min at {args.rate:,.0f} rec/s, JVM options {jvm_options!r}",
                   flush=True)  # fmt: skip

@@ -118,11 +118,11 @@ def wait_until_ready(
     raise EmulatorError(f"{url} not ready after {timeout} s; log: {log_path}")
 
 
-def start_moto(log_dir: Path, port: int | None = None) -> Emulator:
-    """Start ``moto_server`` from this interpreter's environment."""
+def start_moto(log_dir: Path, port: int | None = None, launcher: tuple[str, ...] = ("-m", "moto.server")) -> Emulator:
+    """Start ``moto_server`` from this interpreter's environment (``launcher``: how Python runs it)."""
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    command = [sys.executable, *launcher, "-H", "127.0.0.1", "-p", str(port)]
     process, log_path = launch(f"moto-{port}", command, dict(os.environ), log_dir)
     emulator = Emulator("moto", endpoint, process, log_path)
     try:
