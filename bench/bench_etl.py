@@ -9,8 +9,8 @@ each contender from TRIM_HORIZON:
 - **drain** (bench/drain.py): boto3, one thread per shard, payloads discarded: the limit.
 - **lean drain** (``drain.py --lean``): the same with botocore's parser leaving blobs and
   timestamps untouched: the floor of any boto3 consumer.
-- **etl**: ``python -m news_etl --once``, local[2], batches of BATCH records, writing Parquet to
-  the emulator's S3.
+- **etl**: ``python -m news_etl --once``, local[2], batches of BATCH records, writing a Delta
+  table to the emulator's S3 (and compacting it at the end).
 - **naive** (bench/naive.py): one driver loop, createDataFrame per GetRecords, a Python UDF,
   local Parquet.
 
@@ -54,6 +54,7 @@ REPO = Path(__file__).resolve().parent.parent
 UNTIL = datetime(2026, 11, 20, tzinfo=UTC)
 BATCH = 25_000  # --max-records-per-batch of every ETL run: the same batch size at every backlog
 BATCH_LINE = re.compile(r"^batch (\d+): read (\d+),", re.MULTILINE)
+# Issue 17's goals (the naive one was 10x before; the issue set it at 1.5x, faster than a loop that does less).
 GOALS = {"etl_vs_drain": 0.8, "etl_vs_naive": 1.5, "cpu_vs_drain": 2.5, "memory_200k_vs_50k": 1.2}
 
 

@@ -101,7 +101,11 @@ def steady_run(moto, work: Path, jvm_options: str, rate: float, minutes: float, 
 
     waiter = threading.Thread(target=wait_for_feeder, daemon=True)
     waiter.start()
-    result = measured_run(job_argv, env, timeout=minutes * 60 + 900, cpu_every=1.0)
+    try:
+        result = measured_run(job_argv, env, timeout=minutes * 60 + 900, cpu_every=1.0)
+    finally:
+        if feeder.poll() is None:  # the job failed first: stop feeding a stream nobody reads
+            feeder.kill()
     waiter.join()
     assert feeder.returncode == 0, feed["stderr"][-2000:]
     assert result.returncode == 0, result.stderr[-2000:]
@@ -110,6 +114,9 @@ def steady_run(moto, work: Path, jvm_options: str, rate: float, minutes: float, 
     fed_for = feed["ended"] - feed["started"]
     start, end = warm_up, feed["ended"] - result.started  # the stretch costed: after warm-up, while fed
     inside = [(at, n, lag) for at, n, lag in read if start < at <= end]
+    if not inside or not result.cpu_samples:
+        raise RuntimeError(f"no batch ended, or no CPU was sampled (not root?), between {start:.0f} s and "
+                           f"{end:.0f} s: feed for longer than the warm-up")  # fmt: skip
     records = sum(n for _, n, _ in inside)
     cpu = cpu_at(result.cpu_samples, end) - cpu_at(result.cpu_samples, start)
     lags = sorted(lag for _, _, lag in inside)
@@ -168,9 +175,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=2000, help="records a second put into the stream")
     parser.add_argument("--minutes", type=float, default=10, help="how long the stream is fed, each run")
-    parser.add_argument("--warm-up", type=float, default=120, help="seconds left out at the start")
+    parser.add_argument("--warm-up", type=float, help="seconds left out at the start (120, or a fifth of the feed)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = parser.parse_args()
+    feed_s = args.minutes * 60
+    if args.warm_up is None:
+        args.warm_up = min(120.0, feed_s / 5)
+    if not 0 <= args.warm_up < feed_s:
+        parser.error(f"--warm-up must be at least 0 and less than the feed ({feed_s:g} s), got {args.warm_up:g}")
     work = Path(tempfile.mkdtemp(prefix="steady-"))
     runs = []
     for jvm_options in (JVM_OPTIONS, DEFAULT_TIERS):

@@ -71,8 +71,8 @@ def build_session(settings: Settings, state: RunState) -> SparkSession:
     )
     if master and master.startswith("local"):
         # One machine: shuffle blocks go to its own disk and page cache, never over a network, so
-        # compressing them costs CPU and saves nothing (bench: 2.49 -> 2.10 CPU-s per 10k records).
-        # A cluster keeps Spark's default, compressed.
+        # compressing them costs CPU and saves nothing (BENCHMARKS.md, step 7). A cluster, and a
+        # master given to spark-submit rather than to the job, keep Spark's default, compressed.
         builder = builder.config("spark.shuffle.compress", "false").config("spark.shuffle.spill.compress", "false")
     for name, value in os.environ.items():  # executors on other hosts need the same settings
         if name.startswith("AWS_"):

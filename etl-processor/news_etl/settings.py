@@ -44,7 +44,7 @@ class Settings:
     dedup_horizon_hours: int
     max_quarantine_ratio: float | None = None
     fail_on_trimmed: bool = False
-    state_partitions: int | None = None  # None: the checkpoint's, or for a new one twice the cores at its start
+    state_partitions: int | None = None  # None: the checkpoint's, or for a new one the cores at its start
     output_format: str | None = None  # None: the checkpoint's, or for a new one DEFAULT_OUTPUT_FORMAT
     compact_target_mb: int = DEFAULT_COMPACT_TARGET_MB  # 0: no compaction at the end of a run
 
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
              "retention before they were read (env FAIL_ON_TRIMMED)")  # fmt: skip
     add("--state-partitions", type=int, default=env("STATE_PARTITIONS"),
         help="partitions of the dedup state, for a new checkpoint (fixed for its life; env STATE_PARTITIONS; "
-             "default: twice the cores Spark has when the checkpoint starts)")  # fmt: skip
+             "default: the cores Spark has when the checkpoint starts)")  # fmt: skip
     add("--output-format", choices=OUTPUT_FORMATS, default=env("OUTPUT_FORMAT"),
         help="for a new checkpoint: delta (a Delta Lake table per output) or parquet (plain folders); fixed for "
              f"its life (env OUTPUT_FORMAT, {DEFAULT_OUTPUT_FORMAT})")  # fmt: skip
