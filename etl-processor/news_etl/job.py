@@ -131,16 +131,22 @@ def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     return articles.withWatermark("arrival_time", horizon).dropDuplicatesWithinWatermark(["dedup_key"])
 
 
-def write_batch(batch: DataFrame, batch_id: int, bucket: str, state: RunState) -> list[dict]:
-    """Write one micro-batch to S3 in a single Spark job; returns what each file holds.
+def rows_to_write(batch: DataFrame, output_format: str) -> DataFrame:
+    """The batch's output rows, partitioned as the writer's tasks take them.
 
     Into a Delta table, each task of the dedup stage writes the rows it holds, a file per (kind,
     dt), and compaction merges the files later: one shuffle a batch, not two. A plain Parquet
     folder, which nothing merges, is shuffled once more so that one task writes each (kind, dt).
     """
     rows = output_rows(batch)
-    if state.output_format == PARQUET:
+    if output_format == PARQUET:
         rows = rows.repartition(F.col("kind"), F.col("dt"))
+    return rows
+
+
+def write_batch(batch: DataFrame, batch_id: int, bucket: str, state: RunState) -> list[dict]:
+    """Write one micro-batch to S3 in a single Spark job; returns what each file holds."""
+    rows = rows_to_write(batch, state.output_format)
     writer = batch_writer(bucket, state.run_id, batch_id, state.output_format)
     return [row.asDict() for row in rows.mapInArrow(writer, RESULT_SCHEMA).collect()]
 

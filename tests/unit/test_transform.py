@@ -11,7 +11,9 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from news_etl.job import rows_to_write
 from news_etl.schemas import OUTPUT_COLUMNS, PREPARED_SCHEMA
+from news_etl.settings import DELTA, PARQUET
 from news_etl.transform import classify, output_rows, prepare_records
 from tests.support.contract import REQUIRED_FIELDS, contract_violation
 
@@ -284,3 +286,14 @@ def test_output_rows_have_the_writer_columns_in_order(spark):
     assert list(OUTPUT_COLUMNS) == WRITER_COLUMNS
     assert out.schema["published_at"].dataType.simpleString() == "timestamp"
     assert out.schema["word_count"].dataType.simpleString() == "int"
+
+
+def test_a_delta_batch_is_written_without_a_shuffle_of_its_own_and_plain_parquet_after_one(spark):
+    """The dedup's shuffle is the only one a Delta batch crosses (its tasks write what they hold);
+    plain Parquet is shuffled by kind and dt, so that one task writes each file."""
+    batch = prepare_records(raw_frame(spark, [article(), b"not json"]))
+
+    def exchanges(output_format: str) -> int:
+        return rows_to_write(batch, output_format)._jdf.queryExecution().executedPlan().toString().count("Exchange ")
+
+    assert {DELTA: exchanges(DELTA), PARQUET: exchanges(PARQUET)} == {DELTA: 0, PARQUET: 1}
