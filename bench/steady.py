@@ -42,9 +42,9 @@ from bench.bench_populate import new_stream
 from bench.measure import run as measured_run
 from news_etl.session import JVM_OPTIONS
 from tests.support.emulators import start_moto
+from tests.support.jobs import UNTIL
 
 REPO = Path(__file__).resolve().parent.parent
-UNTIL = "2026-11-20T12:00:00Z"
 BATCH_LINE = re.compile(r"^batch (\d+): read (\d+),.* lag: (.*)$")
 SHARD_LAG = re.compile(r"(\S+) (-?\d+) ms")
 DEFAULT_TIERS = "-XX:+TieredCompilation"  # the JVM's default: C1, then C2 for hot code

@@ -46,8 +46,9 @@ def build_session(settings: Settings, state: RunState) -> SparkSession:
     and on a cluster installed on the workers or shipped to them as one zip (``--py-files``)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     master = spark_master(settings)
-    if master and master.startswith("local"):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # one machine: stay on loopback
+    one_machine = bool(master and master.startswith("local"))
+    if one_machine:
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # stay on loopback
     builder = SparkSession.builder if master is None else SparkSession.builder.master(master)
     builder = (
         builder.appName(f"news-etl-{settings.stream}")
@@ -69,8 +70,8 @@ def build_session(settings: Settings, state: RunState) -> SparkSession:
         .config("spark.driver.extraJavaOptions", JVM_OPTIONS)  # local mode: its executor too
         .config("spark.executor.extraJavaOptions", JVM_OPTIONS)
     )
-    if master and master.startswith("local"):
-        # One machine: shuffle blocks go to its own disk and page cache, never over a network, so
+    if one_machine:
+        # Shuffle blocks go to this machine's disk and page cache, never over a network, so
         # compressing them costs CPU and saves nothing (BENCHMARKS.md, step 7). A cluster, and a
         # master given to spark-submit rather than to the job, keep Spark's default, compressed.
         builder = builder.config("spark.shuffle.compress", "false").config("spark.shuffle.spill.compress", "false")
