@@ -44,7 +44,7 @@ TOOLS = AWS_ENDPOINT_URL=$(ENDPOINT) AWS_REGION=$${AWS_REGION:-us-east-1} AWS_AC
 	AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} $(BIN)/python -m news_etl.tools
 
 .PHONY: help check install localstack dist up down logs inspect verify versions compact faults test test-unit \
-	test-compose bench lint fmt populate etl clean
+	compose-images test-compose bench lint fmt populate etl clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -116,8 +116,10 @@ test: install localstack ## Run all tests; they start their own moto and LocalSt
 test-unit: install ## Run only the fast tests (no emulators)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test-compose: install localstack ## docker compose up in real containers: podman, stand-in base images (root; 5-10 min)
+compose-images: install localstack ## Build the stand-in images test-compose runs on (podman; root; cached, about 5 min cold)
 	CACHE=$(CONTAINERS_CACHE) LOCALSTACK_VENV=$(LOCALSTACK_VENV) tests/containers/prepare.sh
+
+test-compose: compose-images ## docker compose up in real containers: podman, stand-in base images (root; 5-10 min)
 	CACHE=$(CONTAINERS_CACHE) $(BIN)/pytest -m containers tests/containers $(PYTEST_ARGS)
 
 faults: install localstack ## Fault matrix (crash cycles, throttling, S3 failures): prints a results table

@@ -48,13 +48,6 @@ REPO = Path(__file__).resolve().parent.parent
 BATCH_LINE = re.compile(r"^batch (\d+): read (\d+),.* lag: (.*)$")
 SHARD_LAG = re.compile(r"(\S+) (-?\d+) ms")
 DEFAULT_TIERS = "-XX:+TieredCompilation"  # the JVM's default: C1, then C2 for hot code
-# moto 5.2.5's Shard.get_max_sequence_number copies the shard's keys on every record put
-# (``list(self.records.keys())[-1]``): quadratic in the stream's length. Fed at 2,000 rec/s, moto
-# itself fell to about 450 rec/s within ten minutes, a core busy copying keys. This moto server
-# has that one method return the same value in O(1); everything else is moto's own.
-PATCHED_MOTO = ("import runpy, moto.kinesis.models as kinesis; "
-                "kinesis.Shard.get_max_sequence_number = lambda self: next(reversed(self.records), 0); "
-                "runpy.run_module('moto.server', run_name='__main__', alter_sys=True)")  # fmt: skip
 # The job with other JVM options: session.JVM_OPTIONS is read when the session is built.
 LAUNCH = ("import runpy, sys; import news_etl.session as session; session.JVM_OPTIONS = sys.argv.pop(1); "
           "runpy.run_module('news_etl', run_name='__main__', alter_sys=True)")  # fmt: skip
@@ -186,7 +179,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="steady-"))
     runs = []
     for jvm_options in (JVM_OPTIONS, DEFAULT_TIERS):
-        moto = start_moto(work, launcher=("-c", PATCHED_MOTO))  # one per run: moto keeps every record in memory
+        moto = start_moto(work)  # one per run: moto keeps every record in memory
         try:
             print(f"steady state, {args.minutes:g} min at {args.rate:,.0f} rec/s, JVM options {jvm_options!r}",
                   flush=True)  # fmt: skip

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,20 @@ def pytest_configure(config):
     for key, value in TEST_CREDENTIALS.items():
         os.environ[key] = value
     os.environ.pop("AWS_PROFILE", None)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Seconds per test file (setup, call and teardown, session fixtures with the test that started
+    them), longest first, so that CI's log shows where the suite's time goes as it grows."""
+    seconds: Counter[str] = Counter()
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if isinstance(report, pytest.TestReport):
+                seconds[report.nodeid.split("::")[0]] += report.duration
+    if seconds:
+        terminalreporter.write_sep("=", f"seconds per test file ({sum(seconds.values()):.0f} s in all)")
+        for path, total in seconds.most_common():
+            terminalreporter.write_line(f"{total:8.1f}  {path}")
 
 
 @pytest.fixture(scope="session")

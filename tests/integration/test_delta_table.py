@@ -230,7 +230,7 @@ def test_compaction_while_the_job_writes_loses_and_duplicates_nothing(moto, stre
     populate(moto, stream_name, "--shards", "2", "--count", "300", "--seed", "91", "--bad-ratio", "0.1")
     checkpoint, report = tmp_path / "checkpoint", tmp_path / "stdout.txt"
     with open(report, "w") as stdout:  # a file, not a pipe: nothing reads it until the job ends
-        job = start_etl(moto, stream_name, bucket, checkpoint, "--trigger-interval", "1", "--idle-timeout", "30",
+        job = start_etl(moto, stream_name, bucket, checkpoint, "--trigger-interval", "1", "--idle-timeout", "12",
                         "--max-records-per-batch", "40", "--compact-target-mb", "0", stdout=stdout)  # fmt: skip
     compactions, fed = 0, False
     deadline = time.monotonic() + 300

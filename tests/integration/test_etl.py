@@ -1,7 +1,9 @@
 """``python -m news_etl`` end to end against real moto and LocalStack: exactly once, quarantine,
 metrics, errors.
 
-The expected output is derived independently of the ETL, from the stream (tests/support/output.py).
+The scenarios run on moto; the kill-and-restart one runs on LocalStack, which proves the job's
+wiring to LocalStack's Kinesis and S3 (the compose and resharding tests run it there too). The
+expected output is derived independently of the ETL, from the stream (tests/support/output.py).
 """
 
 from __future__ import annotations
@@ -22,10 +24,17 @@ from tests.support.jobs import (
     verify,
 )
 from tests.support.output import assert_exactly_once, assert_metrics_match_output, data_keys, object_etags
+from tests.support.spark_checkpoint import recorded_conf
 
 pytestmark = pytest.mark.integration
 
 BATCH_WITH_RECORDS = re.compile(r"^batch \d+: read [1-9]", re.MULTILINE)
+
+
+@pytest.fixture
+def emulator(moto):
+    """The scenarios here run on moto (a LocalStack run of the job: the kill-and-restart test)."""
+    return moto
 
 
 def test_runs_write_every_article_exactly_once_across_reruns_and_new_records(emulator, stream_name, bucket, tmp_path):
@@ -43,6 +52,10 @@ def test_runs_write_every_article_exactly_once_across_reruns_and_new_records(emu
     metrics = assert_metrics_match_output(emulator, bucket, metrics_path)
     assert (metrics["records_read"], metrics["quarantined"], metrics["duplicates_dropped"]) == (1200, 120, 60)
     assert verify(emulator, checkpoint).returncode == 0
+    # A new checkpoint, no --state-partitions: a state partition per core of local[2] (each task of the
+    # dedup stage also writes the batch's Delta files), as Spark recorded it and as the totals keep it.
+    assert recorded_conf(checkpoint)["spark.sql.shuffle.partitions"] == "2"
+    assert json.loads((checkpoint / "etl-state.json").read_text())["state_partitions"] == 2
 
     before = object_etags(emulator, bucket)
     rerun = etl(emulator, stream_name, bucket, checkpoint, "--once", "--metrics-json", str(metrics_path))
@@ -51,9 +64,10 @@ def test_runs_write_every_article_exactly_once_across_reruns_and_new_records(emu
     assert object_etags(emulator, bucket) == before
     assert json.loads(metrics_path.read_text()) == metrics
 
-    # Continuous mode: mini-batches every 2 s while populate writes, then exit 0 when idle.
-    polling = start_etl(emulator, stream_name, bucket, checkpoint, "--trigger-interval", "2",
-                        "--idle-timeout", "30", "--metrics-json", str(metrics_path))  # fmt: skip
+    # Continuous mode: mini-batches every second while populate writes, then exit 0 when idle (long
+    # enough for the second populate to start; the job's idle clock starts at its last batch with records).
+    polling = start_etl(emulator, stream_name, bucket, checkpoint, "--trigger-interval", "1",
+                        "--idle-timeout", "12", "--metrics-json", str(metrics_path))  # fmt: skip
     populate(emulator, stream_name, "--count", "150", "--seed", "12", "--bad-ratio", "0.1")
     assert any(BATCH_WITH_RECORDS.match(line) for line in polling.stdout), "the first lot was never read"
     populate(emulator, stream_name, "--count", "150", "--seed", "13", "--bad-ratio", "0.1")
@@ -94,9 +108,11 @@ def test_plain_parquet_output_is_exact_and_a_rerun_rewrites_nothing(moto, stream
 
 
 @pytest.mark.localstack
-@pytest.mark.parametrize("emulator", ["localstack"], indirect=True)  # moto: test_faults' random kill cycles
-def test_sigkill_mid_run_then_restart_gives_exactly_once_output(emulator, stream_name, bucket, tmp_path):
-    """The job's whole process tree killed with SIGKILL after a committed batch, then rerun: exact output."""
+def test_sigkill_mid_run_then_restart_gives_exactly_once_output(localstack, stream_name, tmp_path):
+    """On LocalStack: the job's whole process tree killed with SIGKILL after a committed batch, then
+    rerun: exact output."""
+    emulator, bucket = localstack, f"news-{uuid.uuid4().hex[:10]}"
+    emulator.client("s3").create_bucket(Bucket=bucket)
     checkpoint, metrics_path = tmp_path / "checkpoint", tmp_path / "metrics.json"
     populate(emulator, stream_name, "--shards", "2", "--count", "2400", "--seed", "21",
              "--bad-ratio", "0.05", "--dup-ratio", "0.05")  # fmt: skip

@@ -214,6 +214,9 @@ def test_resharding_while_the_job_runs_loses_and_duplicates_nothing(localstack, 
     assert_first_of_each_key_kept(localstack, stream_name, bucket)
 
 
+IDLE_S = 3  # the first-poll test's idle timeout; its ListShards is held for three of them
+
+
 def test_a_first_poll_slower_than_the_idle_timeout_is_not_idleness(moto, stream_name, bucket, tmp_path):
     """The source's first ListShards held for three idle timeouts (a driver slow to plan, as on a
     busy cluster starting up): the job waits for that poll, reads every record, then stops idle."""
@@ -222,10 +225,10 @@ def test_a_first_poll_slower_than_the_idle_timeout_is_not_idleness(moto, stream_
         proxy.hold = Hold("ListShards", nth=1)
         with open(tmp_path / "stdout.txt", "w") as stdout:
             job = start_etl(moto, stream_name, bucket, tmp_path / "checkpoint", "--trigger-interval", "1",
-                            "--idle-timeout", "5", stdout=stdout,
+                            "--idle-timeout", str(IDLE_S), stdout=stdout,
                             env={"AWS_ENDPOINT_URL_KINESIS": proxy.endpoint})  # fmt: skip
         assert proxy.hold.reached.wait(timeout=300), "the job never listed the shards"
-        time.sleep(15)
+        time.sleep(3 * IDLE_S)
         stopped_early = job.poll() is not None
         proxy.hold.release.set()
         assert job.wait(timeout=300) == 0, (tmp_path / "checkpoint.log").read_text()[-3000:]

@@ -1,5 +1,6 @@
 """KPL aggregates end to end: ``populate --aggregate`` and hand-made aggregates through ``python -m
-news_etl`` on moto and LocalStack, beside plain records, across batches and a crash.
+news_etl`` on moto, beside plain records, across batches and a crash. (Aggregates are payload bytes
+to an emulator: nothing here depends on which one serves them.)
 
 What the job must write is derived from the stream by the tests' own decoder (tests/support/kpl.py,
 no protobuf) and the reference contract, as for plain records (tests/support/output.py).
@@ -26,6 +27,11 @@ pytestmark = pytest.mark.integration
 PER_AGGREGATE = 10
 AGGREGATED = 300  # user records populate packs, PER_AGGREGATE to a Kinesis record
 BATCH_READ = re.compile(r"^batch \d+: read (\d+),", re.MULTILINE)
+
+
+@pytest.fixture
+def emulator(moto):
+    return moto
 
 
 def new_article(title: str) -> bytes:

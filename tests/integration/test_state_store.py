@@ -1,4 +1,5 @@
-"""The dedup state's store and partitions: RocksDB for a new checkpoint, kept for an old one, fixed for life.
+"""The dedup state's store and partitions: RocksDB for a new checkpoint, kept for an old one, fixed for life
+(a new checkpoint's default, a partition per core, is checked in test_etl.py's first scenario).
 
 What Spark recorded is read from the checkpoint's offset log (its first batch's SQL settings),
 not from the job's own account of it.
@@ -14,15 +15,11 @@ import pytest
 from news_etl.state import LEGACY_STATE_PARTITIONS
 from tests.support.jobs import etl, populate
 from tests.support.output import assert_exactly_once
+from tests.support.spark_checkpoint import recorded_conf
 
 pytestmark = pytest.mark.integration
 
 PROVIDER = "spark.sql.streaming.stateStore.providerClass"
-
-
-def recorded_conf(checkpoint) -> dict[str, str]:
-    """The SQL settings Spark recorded with the checkpoint's first batch (offsets/0, second line)."""
-    return json.loads((checkpoint / "spark" / "offsets" / "0").read_text().splitlines()[1])["conf"]
 
 
 @pytest.fixture
@@ -49,18 +46,6 @@ def test_a_new_checkpoint_keeps_its_dedup_state_in_rocksdb_in_the_partitions_ask
     assert changed.returncode == 1
     assert changed.stderr.strip().splitlines()[-1].startswith("etl: error: --state-partitions 5: checkpoint ")
     assert "keeps its dedup state in 3 partitions" in changed.stderr
-
-
-def test_a_new_checkpoint_has_a_state_partition_per_core_by_default(moto, stream_name, bucket, tmp_path):
-    """Without --state-partitions, local[2] gives 2 partitions: a task per core in the dedup stage,
-    which also writes the batch's Delta files."""
-    checkpoint = tmp_path / "checkpoint"
-    populate(moto, stream_name, "--shards", "2", "--count", "300", "--seed", "8", "--dup-ratio", "0.1")
-    run = etl(moto, stream_name, bucket, checkpoint, "--once", "--compact-target-mb", "0")
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert recorded_conf(checkpoint)["spark.sql.shuffle.partitions"] == "2"
-    assert json.loads((checkpoint / "etl-state.json").read_text())["state_partitions"] == 2
-    assert_exactly_once(moto, stream_name, bucket)
 
 
 def test_a_checkpoint_made_before_rocksdb_keeps_its_heap_store_and_goes_on_exactly(moto, stream_name, bucket, tmp_path):

@@ -30,7 +30,14 @@ from pathlib import Path
 
 import yaml
 
-from tests.support.emulators import LOCALSTACK_VERSION, Emulator, free_port, start_localstack, start_moto
+from tests.support.emulators import (
+    LOCALSTACK_VERSION,
+    STOCK_MOTO,
+    Emulator,
+    free_port,
+    start_localstack,
+    start_moto,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -224,7 +231,7 @@ class HostRun:
         if image == "motoserver/moto":
             if tag != version("moto"):
                 raise ComposeError(f"{name}: the tests run moto {version('moto')}, the file pins {tag}")
-            return start_moto(logs, port=port)
+            return start_moto(logs, port=port, launcher=STOCK_MOTO)  # as the image runs it
         raise ComposeError(f"{name}: no host equivalent of image {image}")
 
     def healthy(self, name: str) -> bool:
