@@ -17,8 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from news_etl.aws import region
+from news_etl.settings import ConfigurationError
+
+if TYPE_CHECKING:  # pyspark is imported only where a session is started: printing the flags needs none
+    from pyspark.sql import SparkSession
 
 HADOOP = "3.5.0"  # PySpark 4.3.0's hadoop-client-api and -runtime
 AWS_SDK = "2.35.4"  # what hadoop-aws 3.5.0's pom declares (aws-java-sdk-v2.version)
@@ -105,12 +110,31 @@ def submit_args() -> list[str]:
             "--conf", f"spark.jars.ivy={IVY_CACHE}"]  # fmt: skip
 
 
+def check_s3a_jars(spark: SparkSession) -> None:
+    """A checkpoint on S3 needs the S3A jars in the driver's JVM. Started by the job, the session
+    fetches them (``spark.jars.packages``); spark-submit starts the JVM before the job runs, so it
+    must be given them (docs/cluster.md).
+
+    Raises ``ConfigurationError`` naming the first class missing.
+    """
+    jvm = spark.sparkContext._jvm
+    loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()  # where Spark adds the jars
+    for name in REQUIRED_CLASSES:
+        try:
+            jvm.java.lang.Class.forName(name, False, loader)
+        except Exception as error:  # py4j's error for a missing class
+            if "ClassNotFoundException" not in str(error):
+                raise
+            raise ConfigurationError(
+                f"--checkpoint on S3 needs the S3A jars ({name} is missing): give spark-submit the flags "
+                "`python -m news_etl.hadoop_s3` prints (docs/cluster.md)"
+            ) from None
+
+
 def fetch() -> None:
     """Download the jars into ``IVY_CACHE`` by starting a local session that asks for them, so that
     a container built with them starts its runs without reaching Maven Central."""
     from pyspark.sql import SparkSession
-
-    from news_etl.session import check_s3a_jars
 
     builder = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
     for name, value in jar_settings().items():

@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 
 from news_etl import hadoop_s3
 from news_etl.kinesis import KinesisDataSource
-from news_etl.settings import LOCAL_MASTER, ConfigurationError, Settings
+from news_etl.settings import LOCAL_MASTER, Settings
 from news_etl.state import HDFS, ROCKSDB, RunState, save_json
 
 # The JIT's quick tier only: C2 spends more CPU compiling Spark's code than it saves in runs of
@@ -84,29 +84,11 @@ def build_session(settings: Settings, state: RunState) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     if settings.checkpoint_on_s3:
-        check_s3a_jars(spark)
+        hadoop_s3.check_s3a_jars(spark)
     share_py_files_with_the_source_planner(spark)
     spark.dataSource.register(KinesisDataSource)
     fix_state_partitions(spark, settings, state)
     return spark
-
-
-def check_s3a_jars(spark: SparkSession) -> None:
-    """A checkpoint on S3 needs the S3A jars in the driver's JVM. Started here, the session fetches
-    them (``spark.jars.packages``); spark-submit starts the JVM before the job runs, so it must be
-    given them (docs/cluster.md)."""
-    jvm = spark.sparkContext._jvm
-    loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()  # where Spark adds the jars
-    for name in hadoop_s3.REQUIRED_CLASSES:
-        try:
-            jvm.java.lang.Class.forName(name, False, loader)
-        except Exception as error:  # py4j's error for a missing class
-            if "ClassNotFoundException" not in str(error):
-                raise
-            raise ConfigurationError(
-                f"--checkpoint on S3 needs the S3A jars ({name} is missing): give spark-submit the flags "
-                "`python -m news_etl.hadoop_s3` prints (docs/cluster.md)"
-            ) from None
 
 
 def fix_state_partitions(spark: SparkSession, settings: Settings, state: RunState) -> None:
