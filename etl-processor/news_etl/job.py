@@ -19,7 +19,6 @@ At the end of a run (``--once``, or the idle timeout) the driver compacts the ta
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
@@ -38,7 +37,7 @@ from news_etl.report import batch_report, show, totals_report
 from news_etl.schemas import ENRICHED, PREPARED_SPARK_SCHEMA, QUARANTINED
 from news_etl.session import build_session
 from news_etl.settings import DELTA, PARQUET, ConfigurationError, Settings, parse_settings
-from news_etl.sink import RESULT_SCHEMA, batch_writer
+from news_etl.sink import WRITTEN_FILE_SPARK_SCHEMA, WrittenFile, batch_writer
 from news_etl.state import BatchResult, RunState, load_state, merge_windows, quarantine_gate, save_json
 from news_etl.table import commit_batch, compact, create_tables, is_table
 from news_etl.transform import output_rows
@@ -144,21 +143,22 @@ def rows_to_write(batch: DataFrame, output_format: str) -> DataFrame:
     return rows
 
 
-def write_batch(batch: DataFrame, batch_id: int, bucket: str, state: RunState) -> list[dict]:
-    """Write one micro-batch to S3 in a single Spark job; returns what each file holds."""
+def write_batch(batch: DataFrame, batch_id: int, bucket: str, state: RunState) -> list[WrittenFile]:
+    """Write one micro-batch to S3 in a single Spark job; returns the files written."""
     rows = rows_to_write(batch, state.output_format)
     writer = batch_writer(bucket, state.run_id, batch_id, state.output_format)
-    return [row.asDict() for row in rows.mapInArrow(writer, RESULT_SCHEMA).collect()]
+    written = rows.mapInArrow(writer, WRITTEN_FILE_SPARK_SCHEMA).collect()
+    return [WrittenFile.from_row(row.asDict(recursive=True)) for row in written]
 
 
-def batch_result(files: list[dict], ends: dict[str, ShardEnd]) -> BatchResult:
+def batch_result(files: list[WrittenFile], ends: dict[str, ShardEnd]) -> BatchResult:
     hourly: dict[str, list[int]] = {}
     for file in files:
-        merge_windows(hourly, json.loads(file["hourly"]))
+        merge_windows(hourly, file.hourly)
     return BatchResult(
         records_read=sum(end.rows_read for end in ends.values()),  # a KPL aggregate's user records one by one
-        enriched=sum(f["rows"] for f in files if f["kind"] == ENRICHED),
-        quarantined=sum(f["rows"] for f in files if f["kind"] == QUARANTINED),
+        enriched=sum(file.rows for file in files if file.kind == ENRICHED),
+        quarantined=sum(file.rows for file in files if file.kind == QUARANTINED),
         hourly=hourly,
         trimmed_gaps=sum(1 for end in ends.values() if end.trimmed),
     )
