@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 from deltalake.exceptions import DeltaError
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from news_etl.aws import kinesis_client, s3_client
 from news_etl.kinesis import ShardEnd, ShardEndStore
@@ -37,10 +36,9 @@ from news_etl.report import batch_report, show, totals_report
 from news_etl.schemas import ENRICHED, PREPARED_SPARK_SCHEMA, QUARANTINED
 from news_etl.session import build_session
 from news_etl.settings import DELTA, PARQUET, ConfigurationError, Settings, parse_settings
-from news_etl.sink import WRITTEN_FILE_SPARK_SCHEMA, WrittenFile, batch_writer
+from news_etl.sink import WrittenFile, write_batch
 from news_etl.state import BatchResult, RunState, load_state, merge_windows, quarantine_gate, save_json
 from news_etl.table import commit_batch, compact, create_tables, is_table
-from news_etl.transform import output_rows
 
 log = logging.getLogger("etl")
 
@@ -130,27 +128,6 @@ def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     return articles.withWatermark("arrival_time", horizon).dropDuplicatesWithinWatermark(["dedup_key"])
 
 
-def rows_to_write(batch: DataFrame, output_format: str) -> DataFrame:
-    """The batch's output rows, partitioned as the writer's tasks take them.
-
-    Into a Delta table, each task of the dedup stage writes the rows it holds, a file per (kind,
-    dt), and compaction merges the files later: one shuffle a batch, not two. A plain Parquet
-    folder, which nothing merges, is shuffled once more so that one task writes each (kind, dt).
-    """
-    rows = output_rows(batch)
-    if output_format == PARQUET:
-        rows = rows.repartition(F.col("kind"), F.col("dt"))
-    return rows
-
-
-def write_batch(batch: DataFrame, batch_id: int, bucket: str, state: RunState) -> list[WrittenFile]:
-    """Write one micro-batch to S3 in a single Spark job; returns the files written."""
-    rows = rows_to_write(batch, state.output_format)
-    writer = batch_writer(bucket, state.run_id, batch_id, state.output_format)
-    written = rows.mapInArrow(writer, WRITTEN_FILE_SPARK_SCHEMA).collect()
-    return [WrittenFile.from_row(row.asDict(recursive=True)) for row in written]
-
-
 def batch_result(files: list[WrittenFile], ends: dict[str, ShardEnd]) -> BatchResult:
     hourly: dict[str, list[int]] = {}
     for file in files:
@@ -173,7 +150,7 @@ class BatchHandler:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
-        files = write_batch(batch, batch_id, self.settings.bucket, self.state)
+        files = write_batch(batch, self.settings.bucket, self.state.run_id, batch_id, self.state.output_format)
         ends = ShardEndStore(self.settings.shard_ends).load(batch_id)
         if files and not ends:
             raise RuntimeError(f"no shard ends recorded for batch {batch_id}: source and Spark batches diverged")

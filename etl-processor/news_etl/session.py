@@ -98,7 +98,7 @@ def fix_state_partitions(spark: SparkSession, settings: Settings, state: RunStat
     used (``spark.sql.shuffle.partitions``), whatever is set later; so the number is chosen once,
     recorded with the running totals, and a different ``--state-partitions`` on that checkpoint
     is refused (``state.load_state``). A task per core: the keys are hashed article ids, evenly
-    spread, and each partition's task also writes a Delta batch's files (``job.write_batch``), so
+    spread, and each partition's task also writes a Delta batch's files (``sink.write_batch``), so
     more partitions than cores would only make more files and RocksDB instances. A checkpoint
     meant to outgrow its first cluster sets it.
     """

@@ -1,6 +1,8 @@
 """Writes a micro-batch as Parquet to S3 from the executors, with pyarrow's native S3 client.
 
-Each task streams its rows into one Parquet file per (kind, dt) it holds. Two layouts
+``write_batch`` is the driver's side, one Spark job a batch: it gives the rows their output
+columns (``output_rows``), partitions them as the writer's tasks take them (``rows_to_write``)
+and collects what the tasks wrote. Each task streams its rows into one Parquet file per (kind, dt) it holds. Two layouts
 (``--output-format``, fixed per checkpoint):
 
 - ``delta`` (default): files go straight into the table's folder under a name unique to the
@@ -31,11 +33,13 @@ from datetime import timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from news_etl.aws import s3_filesystem
-from news_etl.schemas import ENRICHED, OUTPUT_SCHEMAS
-from news_etl.settings import DELTA
+from news_etl.schemas import ENRICHED, ENRICHED_SCHEMA, OUTPUT_COLUMNS, OUTPUT_SCHEMAS, PROCESSED_AT
+from news_etl.settings import DELTA, PARQUET
 from news_etl.state import merge_windows
 
 COMPRESSION = "zstd"
@@ -234,3 +238,37 @@ def batch_writer(bucket: str, run_id: str, batch_id: int, output_format: str = D
             yield file.close(kind, dt).to_arrow()
 
     return write
+
+
+def output_rows(records: DataFrame) -> DataFrame:
+    """Stamp ``processed_at`` and the ``dt`` partition (UTC date published, or arrived for a
+    quarantined record), in the writer's column order."""
+    dt = F.date_format(F.coalesce("published_at", "arrival_time"), "yyyy-MM-dd")
+    return records.select(
+        "kind",
+        dt.alias("dt"),
+        *[name for name in ENRICHED_SCHEMA.names if name != PROCESSED_AT.name],
+        F.current_timestamp().alias(PROCESSED_AT.name),
+        "raw_data",
+        "error",
+    ).select(*OUTPUT_COLUMNS)
+
+
+def rows_to_write(batch: DataFrame, output_format: str) -> DataFrame:
+    """The batch's output rows, partitioned as the writer's tasks take them.
+
+    Into a Delta table, each task of the dedup stage writes the rows it holds, a file per (kind,
+    dt), and compaction merges the files later: one shuffle a batch, not two. A plain Parquet
+    folder, which nothing merges, is shuffled once more so that one task writes each (kind, dt).
+    """
+    rows = output_rows(batch)
+    if output_format == PARQUET:
+        rows = rows.repartition(F.col("kind"), F.col("dt"))
+    return rows
+
+
+def write_batch(batch: DataFrame, bucket: str, run_id: str, batch_id: int, output_format: str) -> list[WrittenFile]:
+    """Write one micro-batch (the deduplicated records) to S3 in a single Spark job; returns the files written."""
+    writer = batch_writer(bucket, run_id, batch_id, output_format)
+    written = rows_to_write(batch, output_format).mapInArrow(writer, WRITTEN_FILE_SPARK_SCHEMA).collect()
+    return [WrittenFile.from_row(row.asDict(recursive=True)) for row in written]
