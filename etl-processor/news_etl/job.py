@@ -23,7 +23,6 @@ import logging
 import re
 import sys
 import time
-from dataclasses import asdict
 from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -34,10 +33,19 @@ from news_etl.aws import kinesis_client, s3_client
 from news_etl.kinesis import ShardEnd, ShardEndStore
 from news_etl.report import batch_report, show, totals_report
 from news_etl.schemas import ENRICHED, PREPARED_SPARK_SCHEMA, QUARANTINED
-from news_etl.session import build_session
+from news_etl.session import build_session, fix_state_partitions
 from news_etl.settings import DELTA, PARQUET, ConfigurationError, Settings, parse_settings
 from news_etl.sink import WrittenFile, write_batch
-from news_etl.state import BatchResult, RunState, load_state, merge_windows, quarantine_gate, save_json
+from news_etl.state import (
+    BatchResult,
+    RunState,
+    load_state,
+    merge_windows,
+    quarantine_gate,
+    record_state_partitions,
+    save_metrics,
+    save_state,
+)
 from news_etl.table import commit_batch, compact, create_tables, is_table
 
 log = logging.getLogger("etl")
@@ -107,6 +115,14 @@ def folder_has_objects(bucket: str, kind: str) -> bool:
     return bool(s3_client().list_objects_v2(Bucket=bucket, Prefix=f"{kind}/", MaxKeys=1).get("KeyCount"))
 
 
+def start_session(settings: Settings, state: RunState) -> SparkSession:
+    """The job's session (``session.build_session``), the dedup state's partitions fixed, and
+    recorded with a new checkpoint's running totals."""
+    spark = build_session(settings, state)
+    record_state_partitions(settings.state_file, state, fix_state_partitions(spark, state))
+    return spark
+
+
 def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     """Validated, enriched and deduplicated records, as a streaming DataFrame.
 
@@ -162,9 +178,9 @@ class BatchHandler:
                 log.info("batch %d: %s %d rows in %d files, %s", batch_id, commit.kind, commit.rows, commit.files,
                          f"version {commit.version}" if commit.version is not None else "committed before")  # fmt: skip
         if self.state.apply(batch_id, result):
-            save_json(self.settings.state_file, asdict(self.state))
+            save_state(self.settings.state_file, self.state)
         if self.settings.metrics_json:
-            save_json(self.settings.metrics_json, self.state.metrics())
+            save_metrics(self.settings.metrics_json, self.state)
         if result.records_read:
             self.rows_seen_at = time.monotonic()
         show(batch_report(self.settings.stream, batch_id, result, ends, self.state, time.monotonic() - started))
@@ -227,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     try:
         state = preflight(settings)
-        spark = build_session(settings, state)
+        spark = start_session(settings, state)
     except ConfigurationError as error:
         print(f"etl: error: {error}", file=sys.stderr)
         return 1
