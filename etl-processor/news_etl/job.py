@@ -1,9 +1,8 @@
 """The ETL job: Kinesis -> Spark Structured Streaming -> enriched Delta tables (or Parquet) on S3.
 
-    python -m news_etl --stream news --bucket news-data --once
-
-One entry point for docker compose, spark-submit and the host. Flags and environment
-variables: ``--help`` and README.md ("Configuration"). Per micro-batch, in order:
+``python -m news_etl`` (``news_etl.cli.job``) runs it, for docker compose, spark-submit and the
+host alike: ``preflight`` checks what it needs, ``start_session`` builds the Spark session, and
+``run`` starts the query and waits for it. Per micro-batch, in order:
 
 1. the Kinesis data source reads each shard in a Spark task (``news_etl.kinesis``);
 2. in the same task, each record is validated and enriched as it is read (``transform``);
@@ -21,27 +20,24 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import time
-from datetime import UTC, datetime
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from deltalake.exceptions import DeltaError
 from pyspark.sql import DataFrame, SparkSession
 
 from news_etl.aws import kinesis_client, s3_client
 from news_etl.kinesis import ShardEnd, ShardEndStore
-from news_etl.report import batch_report, show, totals_report
+from news_etl.report import batch_report, show
 from news_etl.schemas import ENRICHED, PREPARED_SPARK_SCHEMA, QUARANTINED
 from news_etl.session import build_session, fix_state_partitions
-from news_etl.settings import DELTA, PARQUET, ConfigurationError, Settings, parse_settings
+from news_etl.settings import DELTA, PARQUET, ConfigurationError, Settings
 from news_etl.sink import WrittenFile, write_batch
 from news_etl.state import (
     BatchResult,
     RunState,
     load_state,
     merge_windows,
-    quarantine_gate,
     record_state_partitions,
     save_metrics,
     save_state,
@@ -51,7 +47,6 @@ from news_etl.table import commit_batch, compact, create_tables, is_table
 log = logging.getLogger("etl")
 
 IDLE_POLL_S = 1.0
-EXIT_QUARANTINE_GATE = 3
 
 
 # --- Preflight: fail in one line before Spark starts -----------------------------------------
@@ -227,44 +222,3 @@ def compact_after_run(settings: Settings) -> None:
         return
     for table in done:
         show(f"compacted {table.kind}: {table.files_before} files -> {table.files_after} (version {table.version})")
-
-
-def root_cause(error: Exception) -> str:
-    """The innermost ``SomeError: message`` line of a (possibly Python-in-JVM) failure."""
-    causes = re.findall(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception): .+)$", str(error), flags=re.MULTILINE)
-    return causes[-1].strip() if causes else str(error).splitlines()[0]
-
-
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    logging.getLogger("py4j").setLevel(logging.WARNING)
-    settings = parse_settings(argv)
-    started = datetime.now(UTC)
-    try:
-        state = preflight(settings)
-        spark = start_session(settings, state)
-    except ConfigurationError as error:
-        print(f"etl: error: {error}", file=sys.stderr)
-        return 1
-    except (ClientError, BotoCoreError) as error:
-        print(f"etl: error: cannot reach AWS: {error}", file=sys.stderr)
-        return 1
-    read_before, quarantined_before = state.records_read, state.quarantined
-    try:
-        run(spark, settings, state)
-    except Exception as error:  # the query's failure, reported in one line; details are in the log
-        log.exception("query failed")
-        print(f"etl: error: {root_cause(error)}", file=sys.stderr)
-        return 1
-    finally:
-        spark.stop()
-    show(totals_report(state))
-    log.info("run took %.1f s", (datetime.now(UTC) - started).total_seconds())
-    gate = quarantine_gate(
-        state.records_read - read_before, state.quarantined - quarantined_before, settings.max_quarantine_ratio
-    )
-    if gate:  # everything is written: the gate only decides the exit code
-        print(f"etl: error: {gate}", file=sys.stderr)
-        return EXIT_QUARANTINE_GATE
-    return 0
