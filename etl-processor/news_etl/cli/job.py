@@ -56,7 +56,8 @@ def environment_value(name: str, default: str | None = None) -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     """The job's flags, each with its environment fallback (read when the parser is built)."""
     env = environment_value
-    parser = _OneLineParser(prog="etl", description="Kinesis -> Spark -> enriched Parquet on S3.")
+    description = "Kinesis -> Spark -> enriched Delta Lake tables (or plain Parquet) on S3."
+    parser = _OneLineParser(prog="etl", description=description)
     add = parser.add_argument
     add("--stream", default=env("STREAM_NAME"), help="Kinesis stream (env STREAM_NAME)")
     add("--bucket", default=env("S3_BUCKET"), help="S3 bucket for enriched/ and quarantine/ (env S3_BUCKET)")
