@@ -94,9 +94,10 @@ def exit_process(code: int) -> NoReturn:
     pyarrow shuts the AWS C++ SDK down in an ``atexit`` hook (``Aws::ShutdownAPI``). Under load,
     that shutdown can race the SDK's own event-loop threads and abort the process (SIGABRT)
     after everything succeeded: CI saw ``verify`` exit -6 with a backtrace from a background
-    thread (the class of apache/arrow#41087 and #36346; ENVIRONMENT.md measured the same with
-    deltalake's Rust runtime). Every caller has closed its files and stopped Spark before it
-    returns, so nothing is lost by not tearing down: the streams are flushed and the process ends.
+    thread (the class of apache/arrow#41087 and #36346; deltalake's Rust runtime has the same
+    class, delta-io/delta-rs#2184; docs/design.md, "Design decisions"). Every caller has closed
+    its files and stopped Spark before it returns, so nothing is lost by not tearing down: the
+    streams are flushed and the process ends.
     """
     logging.shutdown()
     sys.stdout.flush()

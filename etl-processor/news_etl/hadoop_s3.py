@@ -1,7 +1,7 @@
 """Spark's checkpoint on S3: the Hadoop S3A jars and the settings that put it there.
 
-    python -m news_etl.hadoop_s3         prints the spark-submit flags that bring the jars
-    python -m news_etl.hadoop_s3 fetch   downloads the jars into the cache (an image build does)
+    python -m news_etl.tools jars           prints the spark-submit flags that bring the jars
+    python -m news_etl.tools jars --fetch   downloads the jars into the cache (an image build does)
 
 A checkpoint given as ``s3://bucket/prefix`` keeps Spark's part (offsets, commits, the RocksDB
 dedup state) at ``s3a://bucket/prefix/spark``, so a cluster's nodes need to share nothing but
@@ -14,11 +14,15 @@ docs/design.md ("Design decisions").
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from news_etl.aws import region
+from news_etl.settings import ConfigurationError
+
+if TYPE_CHECKING:  # pyspark is imported only where a session is started: printing the flags needs none
+    from pyspark.sql import SparkSession
 
 HADOOP = "3.5.0"  # PySpark 4.3.0's hadoop-client-api and -runtime
 AWS_SDK = "2.35.4"  # what hadoop-aws 3.5.0's pom declares (aws-java-sdk-v2.version)
@@ -105,12 +109,31 @@ def submit_args() -> list[str]:
             "--conf", f"spark.jars.ivy={IVY_CACHE}"]  # fmt: skip
 
 
-def fetch() -> None:
-    """Download the jars into ``IVY_CACHE`` by starting a local session that asks for them, so that
-    a container built with them starts its runs without reaching Maven Central."""
-    from pyspark.sql import SparkSession
+def check_s3a_jars(spark: SparkSession) -> None:
+    """A checkpoint on S3 needs the S3A jars in the driver's JVM. Started by the job, the session
+    fetches them (``spark.jars.packages``); spark-submit starts the JVM before the job runs, so it
+    must be given them (docs/cluster.md).
 
-    from news_etl.session import check_s3a_jars
+    Raises ``ConfigurationError`` naming the first class missing.
+    """
+    jvm = spark.sparkContext._jvm
+    loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()  # where Spark adds the jars
+    for name in REQUIRED_CLASSES:
+        try:
+            jvm.java.lang.Class.forName(name, False, loader)
+        except Exception as error:  # py4j's error for a missing class
+            if "ClassNotFoundException" not in str(error):
+                raise
+            raise ConfigurationError(
+                f"--checkpoint on S3 needs the S3A jars ({name} is missing): give spark-submit the flags "
+                "`python -m news_etl.tools jars` prints (docs/cluster.md)"
+            ) from None
+
+
+def fetch() -> Path:
+    """Download the jars into ``IVY_CACHE`` by starting a local session that asks for them, so that
+    a container built with them starts its runs without reaching Maven Central. Returns the cache."""
+    from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
     for name, value in jar_settings().items():
@@ -120,13 +143,8 @@ def fetch() -> None:
         check_s3a_jars(spark)
     finally:
         spark.stop()
-    print(f"S3A jars cached in {IVY_CACHE}")
+    return IVY_CACHE
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m news_etl.hadoop_s3", description=__doc__.splitlines()[0])
-    parser.add_argument("command", nargs="?", choices=["fetch"], help="download the jars (default: print the flags)")
-    if parser.parse_args().command == "fetch":
-        fetch()
-    else:
-        print(" ".join(submit_args()))
+if __name__ == "__main__":  # its command moved: say where, rather than print no flags into $(...)
+    raise SystemExit("python -m news_etl.hadoop_s3 is now python -m news_etl.tools jars [--fetch]")

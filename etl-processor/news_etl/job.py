@@ -1,9 +1,8 @@
 """The ETL job: Kinesis -> Spark Structured Streaming -> enriched Delta tables (or Parquet) on S3.
 
-    python -m news_etl --stream news --bucket news-data --once
-
-One entry point for docker compose, spark-submit and the host. Flags and environment
-variables: ``--help`` and README.md ("Configuration"). Per micro-batch, in order:
+``python -m news_etl`` (``news_etl.cli.job``) runs it, for docker compose, spark-submit and the
+host alike: ``preflight`` checks what it needs, ``start_session`` builds the Spark session, and
+``run`` starts the query and waits for it. Per micro-batch, in order:
 
 1. the Kinesis data source reads each shard in a Spark task (``news_etl.kinesis``);
 2. in the same task, each record is validated and enriched as it is read (``transform``);
@@ -19,34 +18,35 @@ At the end of a run (``--once``, or the idle timeout) the driver compacts the ta
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import sys
 import time
-from dataclasses import asdict
-from datetime import UTC, datetime
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from deltalake.exceptions import DeltaError
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from news_etl.aws import kinesis_client, s3_client
 from news_etl.kinesis import ShardEnd, ShardEndStore
-from news_etl.report import batch_report, show, totals_report
+from news_etl.report import batch_report, show
 from news_etl.schemas import ENRICHED, PREPARED_SPARK_SCHEMA, QUARANTINED
-from news_etl.session import build_session
-from news_etl.settings import DELTA, PARQUET, ConfigurationError, Settings, parse_settings
-from news_etl.sink import RESULT_SCHEMA, batch_writer
-from news_etl.state import BatchResult, RunState, load_state, merge_windows, quarantine_gate, save_json
+from news_etl.session import build_session, fix_state_partitions
+from news_etl.settings import DELTA, PARQUET, ConfigurationError, Settings
+from news_etl.sink import WrittenFile, write_batch
+from news_etl.state import (
+    BatchResult,
+    RunState,
+    load_state,
+    merge_windows,
+    record_state_partitions,
+    save_metrics,
+    save_state,
+)
 from news_etl.table import commit_batch, compact, create_tables, is_table
-from news_etl.transform import output_rows
 
 log = logging.getLogger("etl")
 
 IDLE_POLL_S = 1.0
-EXIT_QUARANTINE_GATE = 3
 
 
 # --- Preflight: fail in one line before Spark starts -----------------------------------------
@@ -110,6 +110,14 @@ def folder_has_objects(bucket: str, kind: str) -> bool:
     return bool(s3_client().list_objects_v2(Bucket=bucket, Prefix=f"{kind}/", MaxKeys=1).get("KeyCount"))
 
 
+def start_session(settings: Settings, state: RunState) -> SparkSession:
+    """The job's session (``session.build_session``), the dedup state's partitions fixed, and
+    recorded with a new checkpoint's running totals."""
+    spark = build_session(settings, state)
+    record_state_partitions(settings.state_file, state, fix_state_partitions(spark, state))
+    return spark
+
+
 def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     """Validated, enriched and deduplicated records, as a streaming DataFrame.
 
@@ -131,34 +139,14 @@ def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     return articles.withWatermark("arrival_time", horizon).dropDuplicatesWithinWatermark(["dedup_key"])
 
 
-def rows_to_write(batch: DataFrame, output_format: str) -> DataFrame:
-    """The batch's output rows, partitioned as the writer's tasks take them.
-
-    Into a Delta table, each task of the dedup stage writes the rows it holds, a file per (kind,
-    dt), and compaction merges the files later: one shuffle a batch, not two. A plain Parquet
-    folder, which nothing merges, is shuffled once more so that one task writes each (kind, dt).
-    """
-    rows = output_rows(batch)
-    if output_format == PARQUET:
-        rows = rows.repartition(F.col("kind"), F.col("dt"))
-    return rows
-
-
-def write_batch(batch: DataFrame, batch_id: int, bucket: str, state: RunState) -> list[dict]:
-    """Write one micro-batch to S3 in a single Spark job; returns what each file holds."""
-    rows = rows_to_write(batch, state.output_format)
-    writer = batch_writer(bucket, state.run_id, batch_id, state.output_format)
-    return [row.asDict() for row in rows.mapInArrow(writer, RESULT_SCHEMA).collect()]
-
-
-def batch_result(files: list[dict], ends: dict[str, ShardEnd]) -> BatchResult:
+def batch_result(files: list[WrittenFile], ends: dict[str, ShardEnd]) -> BatchResult:
     hourly: dict[str, list[int]] = {}
     for file in files:
-        merge_windows(hourly, json.loads(file["hourly"]))
+        merge_windows(hourly, file.hourly)
     return BatchResult(
         records_read=sum(end.rows_read for end in ends.values()),  # a KPL aggregate's user records one by one
-        enriched=sum(f["rows"] for f in files if f["kind"] == ENRICHED),
-        quarantined=sum(f["rows"] for f in files if f["kind"] == QUARANTINED),
+        enriched=sum(file.rows for file in files if file.kind == ENRICHED),
+        quarantined=sum(file.rows for file in files if file.kind == QUARANTINED),
         hourly=hourly,
         trimmed_gaps=sum(1 for end in ends.values() if end.trimmed),
     )
@@ -173,7 +161,7 @@ class BatchHandler:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
-        files = write_batch(batch, batch_id, self.settings.bucket, self.state)
+        files = write_batch(batch, self.settings.bucket, self.state.run_id, batch_id, self.state.output_format)
         ends = ShardEndStore(self.settings.shard_ends).load(batch_id)
         if files and not ends:
             raise RuntimeError(f"no shard ends recorded for batch {batch_id}: source and Spark batches diverged")
@@ -185,9 +173,9 @@ class BatchHandler:
                 log.info("batch %d: %s %d rows in %d files, %s", batch_id, commit.kind, commit.rows, commit.files,
                          f"version {commit.version}" if commit.version is not None else "committed before")  # fmt: skip
         if self.state.apply(batch_id, result):
-            save_json(self.settings.state_file, asdict(self.state))
+            save_state(self.settings.state_file, self.state)
         if self.settings.metrics_json:
-            save_json(self.settings.metrics_json, self.state.metrics())
+            save_metrics(self.settings.metrics_json, self.state)
         if result.records_read:
             self.rows_seen_at = time.monotonic()
         show(batch_report(self.settings.stream, batch_id, result, ends, self.state, time.monotonic() - started))
@@ -234,44 +222,3 @@ def compact_after_run(settings: Settings) -> None:
         return
     for table in done:
         show(f"compacted {table.kind}: {table.files_before} files -> {table.files_after} (version {table.version})")
-
-
-def root_cause(error: Exception) -> str:
-    """The innermost ``SomeError: message`` line of a (possibly Python-in-JVM) failure."""
-    causes = re.findall(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception): .+)$", str(error), flags=re.MULTILINE)
-    return causes[-1].strip() if causes else str(error).splitlines()[0]
-
-
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    logging.getLogger("py4j").setLevel(logging.WARNING)
-    settings = parse_settings(argv)
-    started = datetime.now(UTC)
-    try:
-        state = preflight(settings)
-        spark = build_session(settings, state)
-    except ConfigurationError as error:
-        print(f"etl: error: {error}", file=sys.stderr)
-        return 1
-    except (ClientError, BotoCoreError) as error:
-        print(f"etl: error: cannot reach AWS: {error}", file=sys.stderr)
-        return 1
-    read_before, quarantined_before = state.records_read, state.quarantined
-    try:
-        run(spark, settings, state)
-    except Exception as error:  # the query's failure, reported in one line; details are in the log
-        log.exception("query failed")
-        print(f"etl: error: {root_cause(error)}", file=sys.stderr)
-        return 1
-    finally:
-        spark.stop()
-    show(totals_report(state))
-    log.info("run took %.1f s", (datetime.now(UTC) - started).total_seconds())
-    gate = quarantine_gate(
-        state.records_read - read_before, state.quarantined - quarantined_before, settings.max_quarantine_ratio
-    )
-    if gate:  # everything is written: the gate only decides the exit code
-        print(f"etl: error: {gate}", file=sys.stderr)
-        return EXIT_QUARANTINE_GATE
-    return 0

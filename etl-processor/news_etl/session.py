@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from pyspark import SparkFiles
@@ -17,8 +16,8 @@ from pyspark.sql import SparkSession
 
 from news_etl import hadoop_s3
 from news_etl.kinesis import KinesisDataSource
-from news_etl.settings import LOCAL_MASTER, ConfigurationError, Settings
-from news_etl.state import HDFS, ROCKSDB, RunState, save_json
+from news_etl.settings import LOCAL_MASTER, Settings
+from news_etl.state import HDFS, ROCKSDB, RunState
 
 # The JIT's quick tier only: C2 spends more CPU compiling Spark's code than it saves in runs of
 # this job's size (bench: a third less CPU per record, half the start-up CPU; BENCHMARKS.md).
@@ -84,46 +83,27 @@ def build_session(settings: Settings, state: RunState) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     if settings.checkpoint_on_s3:
-        check_s3a_jars(spark)
+        hadoop_s3.check_s3a_jars(spark)
     share_py_files_with_the_source_planner(spark)
     spark.dataSource.register(KinesisDataSource)
-    fix_state_partitions(spark, settings, state)
     return spark
 
 
-def check_s3a_jars(spark: SparkSession) -> None:
-    """A checkpoint on S3 needs the S3A jars in the driver's JVM. Started here, the session fetches
-    them (``spark.jars.packages``); spark-submit starts the JVM before the job runs, so it must be
-    given them (docs/cluster.md)."""
-    jvm = spark.sparkContext._jvm
-    loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()  # where Spark adds the jars
-    for name in hadoop_s3.REQUIRED_CLASSES:
-        try:
-            jvm.java.lang.Class.forName(name, False, loader)
-        except Exception as error:  # py4j's error for a missing class
-            if "ClassNotFoundException" not in str(error):
-                raise
-            raise ConfigurationError(
-                f"--checkpoint on S3 needs the S3A jars ({name} is missing): give spark-submit the flags "
-                "`python -m news_etl.hadoop_s3` prints (docs/cluster.md)"
-            ) from None
-
-
-def fix_state_partitions(spark: SparkSession, settings: Settings, state: RunState) -> None:
-    """The dedup state's partitions: the checkpoint's, or for a new one the cores Spark has.
+def fix_state_partitions(spark: SparkSession, state: RunState) -> int:
+    """Set the dedup state's partitions, and return them: the checkpoint's, or for a new one the
+    cores Spark has, which the job then records with the checkpoint (``state.record_state_partitions``).
 
     Structured Streaming keeps a checkpoint's state in as many partitions as its first batch
     used (``spark.sql.shuffle.partitions``), whatever is set later; so the number is chosen once,
     recorded with the running totals, and a different ``--state-partitions`` on that checkpoint
     is refused (``state.load_state``). A task per core: the keys are hashed article ids, evenly
-    spread, and each partition's task also writes a Delta batch's files (``job.write_batch``), so
+    spread, and each partition's task also writes a Delta batch's files (``sink.write_batch``), so
     more partitions than cores would only make more files and RocksDB instances. A checkpoint
     meant to outgrow its first cluster sets it.
     """
-    if not state.state_partitions:
-        state.state_partitions = spark.sparkContext.defaultParallelism
-        save_json(settings.state_file, asdict(state))
-    spark.conf.set("spark.sql.shuffle.partitions", str(state.state_partitions))
+    partitions = state.state_partitions or spark.sparkContext.defaultParallelism
+    spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+    return partitions
 
 
 def share_py_files_with_the_source_planner(spark: SparkSession) -> None:

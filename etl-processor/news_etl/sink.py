@@ -1,6 +1,8 @@
 """Writes a micro-batch as Parquet to S3 from the executors, with pyarrow's native S3 client.
 
-Each task streams its rows into one Parquet file per (kind, dt) it holds. Two layouts
+``write_batch`` is the driver's side, one Spark job a batch: it gives the rows their output
+columns (``output_rows``), partitions them as the writer's tasks take them (``rows_to_write``)
+and collects what the tasks wrote. Each task streams its rows into one Parquet file per (kind, dt) it holds. Two layouts
 (``--output-format``, fixed per checkpoint):
 
 - ``delta`` (default): files go straight into the table's folder under a name unique to the
@@ -15,32 +17,31 @@ Each task streams its rows into one Parquet file per (kind, dt) it holds. Two la
   same rows. Files are written under ``_staging/`` and copied into
   place when complete, so readers never see a partial file.
 
-``dt`` is the UTC date published (enriched) or arrived (quarantine). Each task also reports, per
-hour, the articles and words it wrote.
+``dt`` is the UTC date published (enriched) or arrived (quarantine). Each task reports each file
+it wrote as a ``WrittenFile`` (with, per hour, the articles and words in it), which the driver
+commits (``news_etl.table``) and counts (``news_etl.job``).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
 from datetime import timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from news_etl.aws import s3_filesystem
-from news_etl.schemas import ENRICHED, OUTPUT_SCHEMAS
-from news_etl.settings import DELTA
+from news_etl.schemas import ENRICHED, ENRICHED_SCHEMA, OUTPUT_COLUMNS, OUTPUT_SCHEMAS, PROCESSED_AT
+from news_etl.settings import DELTA, PARQUET
 from news_etl.state import merge_windows
 
-# What each task reports per file, as Spark receives it; ``stats`` is Delta's JSON statistics.
-RESULT_SCHEMA = "kind string, dt string, path string, rows long, bytes long, hourly string, stats string"
-RESULT_ARROW_SCHEMA = pa.schema(
-    [("kind", pa.string()), ("dt", pa.string()), ("path", pa.string()), ("rows", pa.int64()),
-     ("bytes", pa.int64()), ("hourly", pa.string()), ("stats", pa.string())]
-)  # fmt: skip
 COMPRESSION = "zstd"
 # A file's rows are buffered until either bound, then written as one row group: large enough for
 # readers, bounded in memory whatever the records' size (50,000 rows of 1 MiB would be 50 GB).
@@ -51,6 +52,50 @@ ROW_GROUP_BYTES = 64 * 2**20
 # Columns whose minimum and maximum go into Delta's file statistics (data skipping on time and
 # length); the text columns are left out: their prefixes would skip little and cost much.
 STATS_COLUMNS = ("published_at", "word_count", "arrival_time", "processed_at")
+
+
+Hourly = dict[str, list[int]]  # hour start (ISO, UTC) -> [articles, words], as ``state.BatchResult`` has it
+HOUR_COUNT = pa.struct([("hour", pa.string()), ("articles", pa.int64()), ("words", pa.int64())])
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """One Parquet file a writer task wrote, as the driver commits and counts it.
+
+    The task returns it to the driver as one Arrow row (``to_arrow``, in ``WRITTEN_FILE_SCHEMA``,
+    which is derived from these fields), and the driver reads it back with ``from_row``.
+    """
+
+    kind: str  # ENRICHED or QUARANTINED
+    dt: str  # the partition, YYYY-MM-DD
+    path: str  # BUCKET/KIND/dt=.../part-....parquet, without s3://
+    rows: int
+    bytes: int  # the file's size
+    hourly: Hourly  # the enriched rows per hour published; empty for quarantine
+    stats: str  # Delta's JSON statistics of the file, as its AddAction takes them
+
+    def to_arrow(self) -> pa.RecordBatch:
+        row = asdict(self) | {"hourly": [{"hour": hour, "articles": articles, "words": words}
+                                         for hour, (articles, words) in self.hourly.items()]}  # fmt: skip
+        return pa.RecordBatch.from_pylist([row], schema=WRITTEN_FILE_SCHEMA)
+
+    @classmethod
+    def from_batches(cls, batches: Iterable[pa.RecordBatch]) -> list[WrittenFile]:
+        """The files described in ``to_arrow``'s batches (what a ``batch_writer`` function yields)."""
+        return [cls.from_row(row) for batch in batches for row in batch.to_pylist()]
+
+    @classmethod
+    def from_row(cls, row: Mapping) -> WrittenFile:
+        """A file from one row of ``to_arrow``'s, as a dict: pyarrow's ``to_pylist()`` or Spark's
+        ``Row.asDict(recursive=True)``."""
+        hourly = {hour["hour"]: [hour["articles"], hour["words"]] for hour in row["hourly"]}
+        return cls(**{field.name: row[field.name] for field in fields(cls)} | {"hourly": hourly})
+
+
+# Each field's Arrow type, by its annotation.
+_ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "Hourly": pa.list_(HOUR_COUNT)}
+WRITTEN_FILE_SCHEMA = pa.schema([(field.name, _ARROW_TYPES[field.type]) for field in fields(WrittenFile)])
+WRITTEN_FILE_SPARK_SCHEMA = from_arrow_schema(WRITTEN_FILE_SCHEMA)  # as ``mapInArrow`` is told it
 
 
 def output_path(bucket: str, kind: str, dt: str, run_id: str, batch_id: int, attempt: str = "") -> str:
@@ -66,7 +111,7 @@ def staging_path(final: str) -> str:
     return f"{bucket}/_staging/{key}"
 
 
-def _hourly(table: pa.Table) -> dict[str, list[int]]:
+def _hourly(table: pa.Table) -> Hourly:
     hours = pc.strftime(pc.floor_temporal(table["published_at"], unit="hour"), format="%Y-%m-%dT%H:00:00Z")
     grouped = (
         pa.table({"hour": hours, "words": table["word_count"]})
@@ -134,8 +179,8 @@ class _File:
     """
 
     def __init__(self, filesystem, path: str, schema: pa.Schema, *, count_hours: bool, staged: bool) -> None:
-        self.path, self.rows, self.size, self._count_hours = path, 0, 0, count_hours
-        self.hourly: dict[str, list[int]] = {}
+        self.path, self.rows, self._count_hours = path, 0, count_hours
+        self.hourly: Hourly = {}
         self.stats = _Stats(schema)
         self._filesystem, self._staging = filesystem, staging_path(path) if staged else path
         self._pending: list[pa.Table] = []
@@ -159,17 +204,21 @@ class _File:
             self.stats.add(table)
             self._writer.write_table(table)
 
-    def close(self) -> None:
+    def close(self, kind: str, dt: str) -> WrittenFile:
+        """Complete the file (in place, if staged) and describe it."""
         self._flush()
         self._writer.close()
         if self._staging != self.path:
             self._filesystem.copy_file(self._staging, self.path)
             self._filesystem.delete_file(self._staging)
-        self.size = self._filesystem.get_file_info(self.path).size
+        size = self._filesystem.get_file_info(self.path).size
+        return WrittenFile(kind=kind, dt=dt, path=self.path, rows=self.rows, bytes=size, hourly=self.hourly,
+                           stats=self.stats.to_json())  # fmt: skip
 
 
 def batch_writer(bucket: str, run_id: str, batch_id: int, output_format: str = DELTA):
-    """A ``mapInArrow`` function writing its rows (``schemas.OUTPUT_COLUMNS``) to S3 in ``output_format``."""
+    """A ``mapInArrow`` function writing its rows (``schemas.OUTPUT_COLUMNS``) to S3 in ``output_format``,
+    returning a ``WrittenFile`` row for each file written (``WRITTEN_FILE_SPARK_SCHEMA``)."""
     delta = output_format == DELTA
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -186,20 +235,40 @@ def batch_writer(bucket: str, run_id: str, batch_id: int, output_format: str = D
                                             staged=not delta)  # fmt: skip
                 files[kind, dt].add(rows)
         for (kind, dt), file in files.items():
-            file.close()
-            yield pa.RecordBatch.from_pylist(
-                [
-                    {
-                        "kind": kind,
-                        "dt": dt,
-                        "path": file.path,
-                        "rows": file.rows,
-                        "bytes": file.size,
-                        "hourly": json.dumps(file.hourly),
-                        "stats": file.stats.to_json(),
-                    }
-                ],
-                schema=RESULT_ARROW_SCHEMA,
-            )
+            yield file.close(kind, dt).to_arrow()
 
     return write
+
+
+def output_rows(records: DataFrame) -> DataFrame:
+    """Stamp ``processed_at`` and the ``dt`` partition (UTC date published, or arrived for a
+    quarantined record), in the writer's column order."""
+    dt = F.date_format(F.coalesce("published_at", "arrival_time"), "yyyy-MM-dd")
+    return records.select(
+        "kind",
+        dt.alias("dt"),
+        *[name for name in ENRICHED_SCHEMA.names if name != PROCESSED_AT.name],
+        F.current_timestamp().alias(PROCESSED_AT.name),
+        "raw_data",
+        "error",
+    ).select(*OUTPUT_COLUMNS)
+
+
+def rows_to_write(batch: DataFrame, output_format: str) -> DataFrame:
+    """The batch's output rows, partitioned as the writer's tasks take them.
+
+    Into a Delta table, each task of the dedup stage writes the rows it holds, a file per (kind,
+    dt), and compaction merges the files later: one shuffle a batch, not two. A plain Parquet
+    folder, which nothing merges, is shuffled once more so that one task writes each (kind, dt).
+    """
+    rows = output_rows(batch)
+    if output_format == PARQUET:
+        rows = rows.repartition(F.col("kind"), F.col("dt"))
+    return rows
+
+
+def write_batch(batch: DataFrame, bucket: str, run_id: str, batch_id: int, output_format: str) -> list[WrittenFile]:
+    """Write one micro-batch (the deduplicated records) to S3 in a single Spark job; returns the files written."""
+    writer = batch_writer(bucket, run_id, batch_id, output_format)
+    written = rows_to_write(batch, output_format).mapInArrow(writer, WRITTEN_FILE_SPARK_SCHEMA).collect()
+    return [WrittenFile.from_row(row.asDict(recursive=True)) for row in written]

@@ -4,7 +4,7 @@ Each batch's writer tasks report, per UTC hour of ``published_at``, how many art
 wrote and how many words those had; ``RunState.apply`` adds them once per batch id (a replayed
 batch is not counted twice). Daily figures are sums of hourly ones, so nothing ever re-reads
 the output, and an update costs the same however long the history. The state is one JSON file
-in the checkpoint (``load_state``, ``save_json``).
+in the checkpoint, ``etl-state.json``, read and written only here (``load_state``, ``save_state``).
 """
 
 from __future__ import annotations
@@ -118,9 +118,27 @@ def _window_rows(windows: dict[str, list[int]], suffix: str) -> list[dict]:
     ]  # fmt: skip
 
 
-def save_json(path: str, document: dict) -> None:
-    """Replace ``path`` (local or ``s3://``) whole: readers see the old or the new file, never half of one."""
-    checkpoint_files.replace(path, json.dumps(document, indent=1).encode())
+def _json(document: dict) -> bytes:
+    return json.dumps(document, indent=1).encode()
+
+
+def save_state(path: str, state: RunState) -> None:
+    """Replace the running totals at ``path`` (``Settings.state_file``, local or ``s3://``) whole:
+    readers see the old or the new file, never half of one."""
+    checkpoint_files.replace(path, _json(asdict(state)))
+
+
+def save_metrics(path: str, state: RunState) -> None:
+    """Replace the ``--metrics-json`` file at ``path`` whole, as ``save_state`` does."""
+    checkpoint_files.replace(path, _json(state.metrics()))
+
+
+def record_state_partitions(path: str, state: RunState, partitions: int) -> None:
+    """Record the dedup state's partitions with a new checkpoint's totals, which its first session
+    fixes (``session.fix_state_partitions``); a checkpoint that has them keeps them."""
+    if not state.state_partitions:
+        state.state_partitions = partitions
+        save_state(path, state)
 
 
 def read_state(path: str) -> RunState | None:
@@ -135,7 +153,7 @@ def create_state(settings: Settings, stream_created: str) -> RunState:
     state = RunState(settings.stream, settings.bucket, run_id=uuid.uuid4().hex[:8], stream_created=stream_created,
                      state_store=ROCKSDB, state_partitions=settings.state_partitions or 0,
                      output_format=settings.output_format or DEFAULT_OUTPUT_FORMAT)  # fmt: skip
-    if checkpoint_files.create(settings.state_file, json.dumps(asdict(state), indent=1).encode()):
+    if checkpoint_files.create(settings.state_file, _json(asdict(state))):
         return state
     theirs = read_state(settings.state_file)
     if theirs is None:
@@ -152,10 +170,10 @@ def load_state(settings: Settings, stream_created: str) -> RunState:
     state = read_state(settings.state_file) or create_state(settings, stream_created)
     if not state.state_store:  # made before these were recorded: the store and partitions it was made with
         state.state_store, state.state_partitions = HDFS, state.state_partitions or LEGACY_STATE_PARTITIONS
-        save_json(settings.state_file, asdict(state))
+        save_state(settings.state_file, state)
     if not state.output_format:  # made before Delta: its output is plain Parquet
         state.output_format = PARQUET
-        save_json(settings.state_file, asdict(state))
+        save_state(settings.state_file, state)
     if settings.output_format and settings.output_format != state.output_format:
         raise ConfigurationError(
             f"--output-format {settings.output_format}: checkpoint {settings.checkpoint} writes "
@@ -173,7 +191,7 @@ def load_state(settings: Settings, stream_created: str) -> RunState:
         )
     if not state.stream_created:  # a checkpoint from before the creation time was recorded
         state.stream_created = stream_created
-        save_json(settings.state_file, asdict(state))
+        save_state(settings.state_file, state)
     # Compared as instants: the same one is written with another offset where the host's zone differs.
     if datetime.fromisoformat(state.stream_created) != datetime.fromisoformat(stream_created):  # a new stream
         raise ConfigurationError(

@@ -29,6 +29,7 @@ from deltalake.transaction import AddAction
 from news_etl.aws import delta_storage_options
 from news_etl.schemas import ENRICHED, OUTPUT_SCHEMAS, QUARANTINED
 from news_etl.settings import DEFAULT_COMPACT_TARGET_MB, ConfigurationError
+from news_etl.sink import WrittenFile
 
 log = logging.getLogger("etl.table")
 
@@ -121,23 +122,23 @@ class Commit:
     version: int | None
 
 
-def add_action(bucket: str, kind: str, file: dict) -> AddAction:
-    """The log entry of a file a task wrote (``sink.RESULT_SCHEMA``), path relative to the table."""
-    table = f"{bucket}/{kind}/"
-    if not file["path"].startswith(table):
-        raise ValueError(f"file {file['path']} is not in the table {table}")
-    relative = file["path"].removeprefix(table)
-    return AddAction(relative, file["bytes"], {PARTITION: file["dt"]}, int(time.time() * 1000), True, file["stats"])
+def add_action(bucket: str, file: WrittenFile) -> AddAction:
+    """The log entry of a file a task wrote, path relative to its table."""
+    table = f"{bucket}/{file.kind}/"
+    if not file.path.startswith(table):
+        raise ValueError(f"file {file.path} is not in the table {table}")
+    return AddAction(path=file.path.removeprefix(table), size=file.bytes, partition_values={PARTITION: file.dt},
+                     modification_time=int(time.time() * 1000), data_change=True, stats=file.stats)  # fmt: skip
 
 
-def commit_batch(bucket: str, run_id: str, batch_id: int, files: list[dict], records_read: int) -> list[Commit]:
+def commit_batch(bucket: str, run_id: str, batch_id: int, files: list[WrittenFile], records_read: int) -> list[Commit]:
     """Commit a batch's files, one Delta commit per table that got rows, each at most once."""
     commits = []
     for kind in KINDS:
-        mine = [file for file in files if file["kind"] == kind]
+        mine = [file for file in files if file.kind == kind]
         if not mine:
             continue
-        rows = sum(file["rows"] for file in mine)
+        rows = sum(file.rows for file in mine)
         table = open_table(bucket, kind)
         committed = table.transaction_version(app_id(run_id))  # the run's last batch here; None: none yet
         if committed is not None and committed >= batch_id:
@@ -152,7 +153,7 @@ def commit_batch(bucket: str, run_id: str, batch_id: int, files: list[dict], rec
                 "news_etl.records_read": records_read,
             },
         )
-        table.create_write_transaction([add_action(bucket, kind, file) for file in mine], mode="append",
+        table.create_write_transaction([add_action(bucket, file) for file in mine], mode="append",
                                        schema=table_schema(kind), partition_by=[PARTITION],
                                        commit_properties=properties)  # fmt: skip
         table.update_incremental()

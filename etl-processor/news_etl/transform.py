@@ -24,16 +24,12 @@ from types import NoneType
 import orjson
 import pyarrow as pa
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from news_etl.schemas import (
     ARTICLE_FIELDS,
     ENRICHED,
-    ENRICHED_SCHEMA,
-    OUTPUT_COLUMNS,
     PREPARED_SCHEMA,
     PREPARED_SPARK_SCHEMA,
-    PROCESSED_AT,
     QUARANTINED,
     RECORD_FIELDS,
 )
@@ -232,17 +228,3 @@ def prepare_records(raw: DataFrame) -> DataFrame:
     """
     raw = raw.select(*PASSED_THROUGH, "data", "aggregate_error")
     return raw.mapInArrow(classify_batches, PREPARED_SPARK_SCHEMA)
-
-
-def output_rows(records: DataFrame) -> DataFrame:
-    """Stamp ``processed_at`` and the ``dt`` partition (UTC date published, or arrived for a
-    quarantined record), in the writer's column order."""
-    dt = F.date_format(F.coalesce("published_at", "arrival_time"), "yyyy-MM-dd")
-    return records.select(
-        "kind",
-        dt.alias("dt"),
-        *[name for name in ENRICHED_SCHEMA.names if name != PROCESSED_AT.name],
-        F.current_timestamp().alias(PROCESSED_AT.name),
-        "raw_data",
-        "error",
-    ).select(*OUTPUT_COLUMNS)

@@ -21,7 +21,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from news_etl.aws import delta_storage_options
 from news_etl.schemas import ENRICHED_SCHEMA, OUTPUT_COLUMNS, QUARANTINE_SCHEMA
-from news_etl.sink import batch_writer
+from news_etl.sink import WrittenFile, batch_writer
 from news_etl.table import KINDS, commit_batch, create_tables, open_table, table_schema, table_uri
 from tests.support import delta_log
 from tests.support.jobs import TOOLS_MODULE, etl, job_env, populate, run_module, start_etl
@@ -52,9 +52,9 @@ def articles(ids: list[str]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict(columns, schema=WRITER_SCHEMA)
 
 
-def write(bucket: str, run_id: str, batch_id: int, ids: list[str]) -> list[dict]:
+def write(bucket: str, run_id: str, batch_id: int, ids: list[str]) -> list[WrittenFile]:
     """One attempt of a batch's write task, with the job's own writer."""
-    return [row for out in batch_writer(bucket, run_id, batch_id)(iter([articles(ids)])) for row in out.to_pylist()]
+    return WrittenFile.from_batches(batch_writer(bucket, run_id, batch_id)(iter([articles(ids)])))
 
 
 def live_ids(moto, bucket: str) -> list[str]:
@@ -98,9 +98,9 @@ def test_a_batch_that_died_between_its_two_commits_commits_only_the_missing_tabl
         monkeypatch.setenv(name, value)
     create_tables(bucket)
 
-    def both_kinds() -> list[dict]:
+    def both_kinds() -> list[WrittenFile]:
         writer = batch_writer(bucket, "cccc0003", 0)
-        return [row for out in writer(iter([articles(["a"]), quarantined(["q1"])])) for row in out.to_pylist()]
+        return WrittenFile.from_batches(writer(iter([articles(["a"]), quarantined(["q1"])])))
 
     commit = DeltaTable.create_write_transaction
 

@@ -72,5 +72,5 @@ def test_spark_submit_without_the_s3a_jars_stops_in_one_line_naming_the_flags(mo
     assert result.returncode == 1, result.stderr[-2000:]
     assert errors == [
         "etl: error: --checkpoint on S3 needs the S3A jars (org.apache.hadoop.fs.s3a.S3AFileSystem is missing): "
-        "give spark-submit the flags `python -m news_etl.hadoop_s3` prints (docs/cluster.md)"
+        "give spark-submit the flags `python -m news_etl.tools jars` prints (docs/cluster.md)"
     ]

@@ -4,7 +4,7 @@
 
 prints the article ids it read, as a JSON list. READER is one of ``READERS``: each is the way
 docs/reading.md shows. A process of its own, because what a trainer needs is also that the
-reading process exits 0 (delta-rs and pyarrow have aborted at exit: ENVIRONMENT.md, apache/arrow#41087).
+reading process exits 0 (delta-rs and pyarrow have aborted at exit: delta-io/delta-rs#2184, apache/arrow#41087).
 The endpoint and credentials come from the AWS_* environment, as for the job.
 """
 

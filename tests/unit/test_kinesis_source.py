@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 
+from news_etl.cli.job import parse_settings
 from news_etl.kinesis import (
     KinesisDataSource,
     KinesisStreamReader,
@@ -23,7 +24,6 @@ from news_etl.kinesis import (
 )
 from news_etl.kinesis.offsets import ShardPartition, iterator_args, readable_shards
 from news_etl.kinesis.reader import ShardEndConflictError, ShardReader, read_shard
-from news_etl.settings import parse_settings
 from tests.support import kpl
 
 STREAM = "news"

@@ -1,14 +1,28 @@
-"""The writer's Delta file statistics, on tiny in-memory tables (no Spark, no S3)."""
+"""The writer's Delta file statistics and its description of each file, on tiny in-memory data (no S3)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pytest
+from pyspark.testing import assertSchemaEqual
 
 from news_etl.schemas import ENRICHED_SCHEMA, QUARANTINE_SCHEMA
-from news_etl.sink import _Stats
+from news_etl.sink import WRITTEN_FILE_SCHEMA, WRITTEN_FILE_SPARK_SCHEMA, WrittenFile, _Stats
+from news_etl.table import add_action
+
+WRITTEN = WrittenFile(
+    kind="enriched",
+    dt="2026-11-20",
+    path="news-data/enriched/dt=2026-11-20/part-aaaa0001-00000003-1f.parquet",
+    rows=3,
+    bytes=4096,
+    hourly={"2026-11-20T10:00:00Z": [1, 3], "2026-11-20T09:00:00Z": [2, 11]},
+    stats='{"numRecords": 3}',
+)
 
 
 def enriched(published: list[datetime | None], words: list[int]) -> pa.Table:
@@ -57,3 +71,36 @@ def test_a_file_of_nulls_only_has_no_bounds_for_that_column():
     document = json.loads(stats.to_json())
     assert document["minValues"] == document["maxValues"] == {}
     assert document["nullCount"]["arrival_time"] == 2
+
+
+def test_a_written_file_crosses_to_the_driver_as_typed_arrow_not_json_text():
+    """The writer's rows have one column per field of WrittenFile; its hours are a list of structs."""
+    assert WRITTEN_FILE_SCHEMA.names == ["kind", "dt", "path", "rows", "bytes", "hourly", "stats"]
+    hour = pa.struct([("hour", pa.string()), ("articles", pa.int64()), ("words", pa.int64())])
+    assert WRITTEN_FILE_SCHEMA.field("hourly").type == pa.list_(hour)
+    assert WRITTEN.to_arrow().column("hourly").to_pylist() == [
+        [{"hour": "2026-11-20T10:00:00Z", "articles": 1, "words": 3},
+         {"hour": "2026-11-20T09:00:00Z", "articles": 2, "words": 11}]
+    ]  # fmt: skip
+
+
+def test_a_written_file_reads_back_the_same_from_arrow_and_from_spark(spark):
+    """What a task yields reads back as the same file, hours in their order, from pyarrow's rows and
+    from the Spark rows the driver collects."""
+    assert WrittenFile.from_batches([WRITTEN.to_arrow(), WRITTEN.to_arrow()]) == [WRITTEN, WRITTEN]
+    frame = spark.createDataFrame(pa.Table.from_batches([WRITTEN.to_arrow()]))
+    assertSchemaEqual(frame.schema, WRITTEN_FILE_SPARK_SCHEMA)
+    [row] = frame.collect()
+    again = WrittenFile.from_row(row.asDict(recursive=True))
+    assert again == WRITTEN
+    assert list(again.hourly) == list(WRITTEN.hourly)
+
+
+def test_a_files_log_entry_names_it_relative_to_its_table():
+    """The Delta log entry has the path inside the table, the size, the dt partition and the statistics."""
+    action = add_action("news-data", WRITTEN)
+    assert action.path == "dt=2026-11-20/part-aaaa0001-00000003-1f.parquet"
+    assert (action.size, action.partition_values, action.stats) == (4096, {"dt": "2026-11-20"}, '{"numRecords": 3}')
+    assert action.data_change
+    with pytest.raises(ValueError, match="not in the table news-data/quarantine/"):
+        add_action("news-data", replace(WRITTEN, kind="quarantine"))

@@ -1,4 +1,5 @@
-"""Validation and enrichment of raw records: each verdict agrees with the reference contract."""
+"""Validation and enrichment of raw records (each verdict agrees with the reference contract), and the rows
+the writer receives from them (``news_etl.sink``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from news_etl.job import rows_to_write
 from news_etl.schemas import OUTPUT_COLUMNS, PREPARED_SCHEMA
 from news_etl.settings import DELTA, PARQUET
-from news_etl.transform import classify, output_rows, prepare_records
+from news_etl.sink import output_rows, rows_to_write
+from news_etl.transform import classify, prepare_records
 from tests.support.contract import REQUIRED_FIELDS, contract_violation
 
 RAW_SCHEMA = (
@@ -248,7 +249,7 @@ def test_duplicate_json_keys_keep_the_last_value(prepared):
     assert (row.kind, row.article_id, row.dedup_key) == ("enriched", "b", "b")
 
 
-# --- output_rows -----------------------------------------------------------------------------
+# --- the writer's rows (news_etl.sink) ------------------------------------------------------
 
 WRITER_COLUMNS = [
     "kind", "dt",
