@@ -1,4 +1,4 @@
-# Kinesis -> Spark -> Parquet on S3. `make help` lists the targets.
+# Kinesis -> Spark -> Delta Lake tables on S3. `make help` lists the targets.
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help

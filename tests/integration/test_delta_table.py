@@ -224,6 +224,7 @@ def test_tables_made_before_sub_sequence_number_gain_it_and_keep_their_rows(moto
 
 
 @pytest.mark.faults
+@pytest.mark.slow  # make faults
 def test_compaction_while_the_job_writes_loses_and_duplicates_nothing(moto, stream_name, bucket, tmp_path,
                                                                      fault_report):  # fmt: skip
     """`compact` runs again and again while the job commits a batch every second: every article once."""

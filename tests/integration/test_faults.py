@@ -3,6 +3,7 @@
 The records go into moto directly; the job talks to moto through tests/support/fault_proxy.py, which
 answers a share of its requests with the errors AWS sends (Kinesis throttling, S3 503). Either
 the job rides them out and the output is exact, or it stops with one line and a rerun is exact.
+`make test` runs one test of each fault kind; the ones marked ``slow`` run in `make faults`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tests.support.kinesis_reader import read_stream
 from tests.support.output import assert_exactly_once, object_etags, output, tally
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
-# `make test` runs one crash cycle; `make faults` runs ten.
+# `make faults` runs ten crash cycles (FAULT_CYCLES); one without it.
 CYCLES = int(os.environ.get("FAULT_CYCLES", "1"))
 
 
@@ -103,6 +104,7 @@ def test_an_s3_outage_stops_the_job_in_one_line_and_a_rerun_is_exact(moto, strea
     fault_report("S3 down (every PUT 503), job stops, rerun", tally(moto, stream_name, bucket))
 
 
+@pytest.mark.slow  # make faults
 def test_kinesis_throttling_that_does_not_end_stops_the_job_in_one_line(
     moto, stream_name, bucket, tmp_path, fault_report
 ):
@@ -121,6 +123,7 @@ def test_kinesis_throttling_that_does_not_end_stops_the_job_in_one_line(
     fault_report("Kinesis reads throttled without end, job stops, rerun", tally(moto, stream_name, bucket))
 
 
+@pytest.mark.slow  # make faults
 def test_repeated_sigkill_at_random_moments_then_a_finishing_run_is_exact(
     moto, stream_name, bucket, tmp_path, fault_report
 ):
@@ -236,6 +239,7 @@ def test_a_first_poll_slower_than_the_idle_timeout_is_not_idleness(moto, stream_
     assert_exactly_once(moto, stream_name, bucket)
 
 
+@pytest.mark.slow  # make faults
 def test_iterators_that_expire_between_pages_are_renewed_after_the_last_record_read(
     moto, stream_name, bucket, tmp_path, fault_report
 ):
@@ -283,14 +287,9 @@ def test_a_job_paused_mid_read_past_the_iterators_five_minutes_resumes_exactly(
     assert_exactly_once(localstack, stream_name, bucket)
 
 
-# The other answer AWS may give runs in `make faults` (its reading path has unit tests in make test).
-@pytest.mark.parametrize(
-    "refuse",
-    [
-        pytest.param(True, id="invalid-argument"),
-        pytest.param(False, id="oldest-record-instead", marks=pytest.mark.slow),
-    ],
-)
+@pytest.mark.slow  # make faults; both answers' reading paths have unit tests (test_kinesis_source.py)
+@pytest.mark.parametrize("refuse", [pytest.param(True, id="invalid-argument"),
+                                    pytest.param(False, id="oldest-record-instead")])  # fmt: skip
 def test_records_trimmed_before_they_were_read_fail_the_run_or_are_reported(
     refuse, moto, stream_name, bucket, tmp_path, fault_report
 ):

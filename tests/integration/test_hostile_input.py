@@ -212,6 +212,7 @@ def test_hostile_records_are_each_enriched_quarantined_or_dropped_as_repeats(
     assert_exactly_once(moto, stream, bucket)
 
 
+@pytest.mark.slow  # make faults: 400 MB through moto
 def test_records_at_the_limit_are_read_in_batches_bounded_in_bytes(moto, tmp_path_factory, fault_report, plain_peak):
     """400 valid articles of about 1 MB with --max-bytes-per-batch 32 MiB: each written once, and the
     job's peak RSS stays within 2.2x a plain run's."""

@@ -10,12 +10,11 @@ is not the checkpoint.)
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 
 import pytest
 
-from tests.support.jobs import TOOLS_MODULE, etl, kill_while_under_way, populate, run_module, start_etl, submit_etl
+from tests.support.jobs import TOOLS_MODULE, etl, kill_while_under_way, populate, run_module, start_etl
 from tests.support.output import CHECKPOINT_PARTS, assert_exactly_once, assert_metrics_match_output, checkpoint_objects
 
 pytestmark = pytest.mark.integration
@@ -57,20 +56,3 @@ def test_a_checkpoint_bucket_that_does_not_exist_stops_the_job_in_one_line(moto,
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert result.returncode == 1
     assert errors == ["etl: error: --checkpoint's bucket 'no-such-state-bucket' not found or not accessible"]
-
-
-def test_spark_submit_without_the_s3a_jars_stops_in_one_line_naming_the_flags(moto, stream_name, tmp_path):
-    """Under spark-submit the JVM starts before the job: without --packages it cannot reach an
-    s3a:// checkpoint, and says so in one line."""
-    moto.client("kinesis").create_stream(StreamName=stream_name, ShardCount=1)
-    for bucket in ("out-bucket", "state-bucket"):
-        moto.client("s3").create_bucket(Bucket=bucket)
-    result = submit_etl(moto, ["--master", "local[1]"], stream_name, "out-bucket", "s3://state-bucket/cp", "--once",
-                        env={"PYSPARK_PYTHON": sys.executable})  # fmt: skip
-    # spark-submit passes the job's stderr on in its own stdout
-    errors = [line for line in result.stdout.splitlines() if line.startswith("etl: error:")]
-    assert result.returncode == 1, result.stderr[-2000:]
-    assert errors == [
-        "etl: error: --checkpoint on S3 needs the S3A jars (org.apache.hadoop.fs.s3a.S3AFileSystem is missing): "
-        "give spark-submit the flags `python -m news_etl.tools jars` prints (docs/cluster.md)"
-    ]
