@@ -19,6 +19,11 @@ LOCALSTACK_PINS := 'localstack-core[runtime]==$(LOCALSTACK_VERSION)' 'cbor2<5.8'
 # `make test-compose` keeps what it downloads here: Debian trees, Docker Compose (see tests/containers).
 CONTAINERS_CACHE ?= $(HOME)/.cache/news-etl/containers
 PYTEST_ARGS ?=
+# make test runs its test files in this many pytest processes (pytest-xdist): most of a test's time
+# is a job's start-up and its waits, so two share the machine's two cores better than one does.
+TEST_WORKERS ?= 2
+# The S3A jars Spark fetches for a checkpoint on S3 (news_etl.hadoop_s3.IVY_CACHE).
+IVY_CACHE ?= $(or $(NEWS_ETL_IVY),$(HOME)/.cache/news-etl/ivy)
 BENCH_ARGS ?=
 # bench.steady: e.g. "--minutes 2" for a quick look (the default is 10 minutes a run, two runs)
 STEADY_ARGS ?=
@@ -43,7 +48,7 @@ QUIET_PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1
 TOOLS = AWS_ENDPOINT_URL=$(ENDPOINT) AWS_REGION=$${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} \
 	AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} $(BIN)/python -m news_etl.tools
 
-.PHONY: help check install localstack dist up down logs inspect verify versions compact faults test test-unit \
+.PHONY: help check install localstack jars dist up down logs inspect verify versions compact faults test test-unit \
 	compose-images test-compose bench lint fmt populate etl clean
 
 help: ## List the targets
@@ -110,8 +115,16 @@ versions: install ## List the enriched Delta table's versions: batch and rows of
 compact: install ## Compact the Delta tables' small files and vacuum (safe while the job runs)
 	$(TOOLS) compact --bucket $(S3_BUCKET)
 
-test: install localstack ## Run all tests; they start their own moto and LocalStack on 127.0.0.1
-	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/pytest -m "not slow and not containers" $(PYTEST_ARGS)
+jars: $(IVY_CACHE)/.fetched ## Fetch the S3A jars (a checkpoint on S3) into the Ivy cache, once
+
+# Before the tests, so that no two test processes resolve them into an empty cache at once.
+$(IVY_CACHE)/.fetched: etl-processor/news_etl/hadoop_s3.py | install
+	NEWS_ETL_IVY=$(IVY_CACHE) SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m news_etl.tools jars --fetch
+	touch $@
+
+test: install localstack jars ## Run all tests; they start their own moto and LocalStack on 127.0.0.1
+	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile \
+		-m "not slow and not containers" $(PYTEST_ARGS)
 
 test-unit: install ## Run only the fast tests (no emulators)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -2,8 +2,8 @@
 
 ``write_batch`` is the driver's side, one Spark job a batch: it gives the rows their output
 columns (``output_rows``), partitions them as the writer's tasks take them (``rows_to_write``)
-and collects what the tasks wrote. Each task streams its rows into one Parquet file per (kind, dt) it holds. Two layouts
-(``--output-format``, fixed per checkpoint):
+and collects what the tasks wrote (``WrittenFile``). Each task streams its rows into one
+Parquet file per (kind, dt) it holds. Two layouts (``--output-format``, fixed per checkpoint):
 
 - ``delta`` (default): files go straight into the table's folder under a name unique to the
   attempt, ``BUCKET/KIND/dt=YYYY-MM-DD/part-<run id>-<batch id>-<uuid>.parquet``. A file is

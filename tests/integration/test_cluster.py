@@ -108,7 +108,7 @@ def test_with_the_checkpoint_on_s3_a_killed_worker_and_a_killed_driver_lose_and_
     killed, then the job submitted again: every article exactly once, the driver's folder still empty."""
     cluster = start_cluster(tmp_path / "spark", workers=2, cores=1)
     try:
-        populate(moto, stream_name, "--shards", "4", "--count", "1600", "--seed", "83", "--bad-ratio", "0.05",
+        populate(moto, stream_name, "--shards", "4", "--count", "1200", "--seed", "83", "--bad-ratio", "0.05",
                  "--dup-ratio", "0.05")  # fmt: skip
         output_bucket, state_bucket = f"news-{uuid.uuid4().hex[:10]}", f"state-{uuid.uuid4().hex[:10]}"
         for bucket in (output_bucket, state_bucket):

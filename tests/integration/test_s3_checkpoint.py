@@ -27,7 +27,7 @@ def test_a_checkpoint_on_s3_survives_a_sigkill_and_keeps_nothing_on_local_disk(m
     for bucket in (output_bucket, state_bucket):
         moto.client("s3").create_bucket(Bucket=bucket)
     checkpoint = f"s3://{state_bucket}/checkpoints/{stream_name}"
-    populate(moto, stream_name, "--shards", "2", "--count", "1200", "--seed", "23", "--bad-ratio", "0.05",
+    populate(moto, stream_name, "--shards", "2", "--count", "750", "--seed", "23", "--bad-ratio", "0.05",
              "--dup-ratio", "0.05")  # fmt: skip
     workdir, metrics = tmp_path / "job", tmp_path / "metrics.json"
     workdir.mkdir()
@@ -35,13 +35,13 @@ def test_a_checkpoint_on_s3_survives_a_sigkill_and_keeps_nothing_on_local_disk(m
                     log=tmp_path / "job.log", cwd=workdir)  # fmt: skip
     kill_while_under_way(job)
     state = moto.client("s3").get_object(Bucket=state_bucket, Key=f"checkpoints/{stream_name}/etl-state.json")
-    assert 1 <= json.loads(state["Body"].read())["last_batch_id"] < 7, "the kill did not land mid-run (8 batches)"
+    assert 1 <= json.loads(state["Body"].read())["last_batch_id"] < 4, "the kill did not land mid-run (5 batches)"
 
     rerun = etl(moto, stream_name, output_bucket, checkpoint, "--once", "--max-records-per-batch", "150",
                 "--metrics-json", str(metrics), cwd=workdir)  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert_exactly_once(moto, stream_name, output_bucket)
-    assert assert_metrics_match_output(moto, output_bucket, metrics)["records_read"] == 1200
+    assert assert_metrics_match_output(moto, output_bucket, metrics)["records_read"] == 750
     assert run_module(TOOLS_MODULE, ["verify", "--checkpoint", checkpoint], moto).returncode == 0
     parts = checkpoint_objects(moto, state_bucket, f"checkpoints/{stream_name}")
     assert set(parts) >= CHECKPOINT_PARTS, parts
