@@ -31,13 +31,14 @@ pytestmark = pytest.mark.containers
 
 PROJECT = "news-etl-test"  # not the file's own name (news-etl), so a user's stack is left alone
 PROFILES = ["--profile", "moto", "--profile", "cluster"]  # `down` removes only the profiles it is given
-# What a user's .env could hold: a short run; everything else is the file's default.
+# What a user's .env could hold: a short run (populate puts for 3 s while the ETL polls); everything
+# else is the file's default.
 KNOBS = {
     "RECORD_COUNT": "1500",
-    "PUT_RATE": "100",
+    "PUT_RATE": "500",
     "SEED": "41",
     "PUBLISHED_UNTIL": "2026-11-20T12:00:00Z",
-    "IDLE_TIMEOUT": "20",
+    "IDLE_TIMEOUT": "12",
 }
 STREAM, BUCKET, CHECKPOINT_BUCKET = "news", "news-data", "news-checkpoints"  # the file's defaults
 RUN_TIMEOUT_S = 900  # builds from a cold layer cache included
