@@ -18,6 +18,7 @@ At the end of a run (``--once``, or the idle timeout) the driver compacts the ta
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -25,10 +26,13 @@ import time
 from botocore.exceptions import ClientError
 from deltalake.exceptions import DeltaError
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from news_etl.aws import kinesis_client, s3_client
 from news_etl.kinesis import ShardEnd, ShardEndStore
+from news_etl.kinesis.offsets import positions_after
 from news_etl.report import batch_report, show
+from news_etl.resume import batch_record, check_start, load_seed
 from news_etl.schemas import ENRICHED, PREPARED_SPARK_SCHEMA, QUARANTINED
 from news_etl.session import build_session, fix_state_partitions
 from news_etl.settings import DELTA, PARQUET, ConfigurationError, Settings
@@ -84,6 +88,7 @@ def preflight(settings: Settings) -> RunState:
         except OSError as error:  # delta-rs's S3 errors, after its own retries
             message = f"cannot create the Delta tables in s3://{settings.bucket}: {one_line(error)}"
             raise ConfigurationError(message) from None
+    check_start(settings, state)
     return state
 
 
@@ -118,10 +123,11 @@ def start_session(settings: Settings, state: RunState) -> SparkSession:
     return spark
 
 
-def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
+def article_stream(spark: SparkSession, settings: Settings, state: RunState) -> DataFrame:
     """Validated, enriched and deduplicated records, as a streaming DataFrame.
 
-    The source's read tasks classify each record as they read it (``transform.classify``).
+    The source's read tasks classify each record as they read it (``transform.classify``). A query
+    that started again where the tables' records end (``news_etl.resume``) is given those positions.
     """
     articles = (
         spark.readStream.format("kinesis")
@@ -133,6 +139,7 @@ def article_stream(spark: SparkSession, settings: Settings) -> DataFrame:
         .option("maxRecordsPerBatch", str(settings.max_records_per_batch))
         .option("maxBytesPerBatch", str(settings.max_bytes_per_batch))
         .option("failOnTrimmed", str(settings.fail_on_trimmed).lower())
+        .option("initialPositions", json.dumps(state.resumed_from.get("positions", {})))
         .load()
     )
     horizon = f"{settings.dedup_horizon_hours} hours"
@@ -152,24 +159,37 @@ def batch_result(files: list[WrittenFile], ends: dict[str, ShardEnd]) -> BatchRe
     )
 
 
+def without_seeded(batch: DataFrame, seed: DataFrame, horizon_hours: int) -> DataFrame:
+    """The batch's rows but the repeats of keys the tables held when the query started again
+    (``resume.load_seed``): those that arrived within the dedup horizon of the key's arrival."""
+    within = F.col("arrival_time") <= F.col("seed_arrival") + F.expr(f"INTERVAL {horizon_hours} HOURS")
+    return batch.join(F.broadcast(seed), (F.col("dedup_key") == F.col("seed_key")) & within, "left_anti")
+
+
 class BatchHandler:
     """``foreachBatch``: write, then account for the batch exactly once and report it."""
 
-    def __init__(self, settings: Settings, state: RunState) -> None:
-        self.settings, self.state = settings, state
+    def __init__(self, settings: Settings, state: RunState, seed: DataFrame | None = None) -> None:
+        self.settings, self.state, self.seed = settings, state, seed
         self.rows_seen_at = time.monotonic()
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
+        if self.seed is not None:
+            batch = without_seeded(batch, self.seed, self.settings.dedup_horizon_hours)
         files = write_batch(batch, self.settings.bucket, self.state.run_id, batch_id, self.state.output_format)
-        ends = ShardEndStore(self.settings.shard_ends).load(batch_id)
-        if files and not ends:
-            raise RuntimeError(f"no shard ends recorded for batch {batch_id}: source and Spark batches diverged")
+        store = ShardEndStore(self.settings.shard_ends)
+        ends, offset = store.load(batch_id), store.offset(batch_id)
+        if offset is None or (files and not ends):
+            raise RuntimeError(f"no offset or shard ends recorded for batch {batch_id}: source and Spark batches "
+                               "diverged")  # fmt: skip
         result = batch_result(files, ends)
         if result.duplicates_dropped < 0:
             raise RuntimeError(f"batch {batch_id} wrote more rows than it read: {result}")
         if self.state.output_format == DELTA:
-            for commit in commit_batch(self.settings.bucket, self.state.run_id, batch_id, files, result.records_read):
+            record = batch_record(self.settings, self.state.stream_created, positions_after(offset["shards"], ends))
+            for commit in commit_batch(self.settings.bucket, self.state.run_id, batch_id, files, result.records_read,
+                                       record):  # fmt: skip
                 log.info("batch %d: %s %d rows in %d files, %s", batch_id, commit.kind, commit.rows, commit.files,
                          f"version {commit.version}" if commit.version is not None else "committed before")  # fmt: skip
         if self.state.apply(batch_id, result):
@@ -182,9 +202,12 @@ class BatchHandler:
 
 
 def run(spark: SparkSession, settings: Settings, state: RunState) -> None:
-    handler = BatchHandler(settings, state)
+    seed = load_seed(settings.bucket, state.seed) if state.output_format == DELTA else None
+    if seed is not None and seed.num_rows:
+        log.info("dropping repeats of %d keys the tables held when the query started again", seed.num_rows)
+    handler = BatchHandler(settings, state, spark.createDataFrame(seed).cache() if seed and seed.num_rows else None)
     writer = (
-        article_stream(spark, settings)
+        article_stream(spark, settings, state)
         .writeStream.foreachBatch(handler)
         .option("checkpointLocation", settings.spark_checkpoint)
         .queryName(f"news-etl-{settings.stream}")

@@ -71,6 +71,11 @@ class RunState:
     state_store: str = ""  # the dedup state's store, fixed when the checkpoint is made ("": made before RocksDB)
     state_partitions: int = 0  # the dedup state's partitions, fixed when its first batch runs (0: not yet)
     output_format: str = ""  # delta or parquet, fixed when the checkpoint is made ("": made before Delta)
+    # Where Spark's checkpoint last started without a batch (``news_etl.resume``): the tables'
+    # record it started from (run_id, batch_id, positions), and the dedup keys standing in for the
+    # lost state (``resume.load_seed``); empty when it started at --starting-position.
+    resumed_from: dict = field(default_factory=dict)
+    seed: dict = field(default_factory=dict)
 
     def apply(self, batch_id: int, batch: BatchResult) -> bool:
         """Add a batch's figures unless this batch id was applied already. Returns whether it was new."""

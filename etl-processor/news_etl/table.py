@@ -131,12 +131,15 @@ def add_action(bucket: str, file: WrittenFile) -> AddAction:
                      modification_time=int(time.time() * 1000), data_change=True, stats=file.stats)  # fmt: skip
 
 
-def commit_batch(bucket: str, run_id: str, batch_id: int, files: list[WrittenFile], records_read: int) -> list[Commit]:
-    """Commit a batch's files, one Delta commit per table that got rows, each at most once."""
+def commit_batch(bucket: str, run_id: str, batch_id: int, files: list[WrittenFile], records_read: int,
+                 record: dict[str, str] | None = None) -> list[Commit]:  # fmt: skip
+    """Commit a batch's files, one Delta commit per table, each at most once: quarantine first, then
+    enriched. Given the batch's ``record`` (``resume.batch_record``: where it read to), enriched is
+    committed even with no files, so its latest commit says where both tables' records end."""
     commits = []
-    for kind in KINDS:
+    for kind in (QUARANTINED, ENRICHED):
         mine = [file for file in files if file.kind == kind]
-        if not mine:
+        if not mine and not (kind == ENRICHED and record):
             continue
         rows = sum(file.rows for file in mine)
         table = open_table(bucket, kind)
@@ -144,14 +147,11 @@ def commit_batch(bucket: str, run_id: str, batch_id: int, files: list[WrittenFil
         if committed is not None and committed >= batch_id:
             commits.append(Commit(kind, len(mine), rows, None))
             continue
+        metadata = {"news_etl.run_id": run_id, "news_etl.batch_id": batch_id, "news_etl.rows": rows,
+                    "news_etl.records_read": records_read}  # fmt: skip
         properties = CommitProperties(
             app_transactions=[Transaction(app_id(run_id), batch_id)],
-            custom_metadata={
-                "news_etl.run_id": run_id,
-                "news_etl.batch_id": batch_id,
-                "news_etl.rows": rows,
-                "news_etl.records_read": records_read,
-            },
+            custom_metadata=metadata | (record if kind == ENRICHED and record else {}),
         )
         table.create_write_transaction([add_action(bucket, file) for file in mine], mode="append",
                                        schema=table_schema(kind), partition_by=[PARTITION],

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 TRIM_HORIZON, LATEST = "trim_horizon", "latest"
@@ -42,6 +43,16 @@ def _checked_decoder(name: str) -> str:
     return name
 
 
+def _positions(text: str) -> dict:
+    try:
+        positions = json.loads(text)
+    except ValueError:
+        positions = None
+    if not isinstance(positions, dict) or not all(isinstance(value, dict) for value in positions.values()):
+        raise ValueError(f"option initialPositions must be a JSON object of shard positions, got {text[:100]!r}")
+    return positions
+
+
 @dataclass(frozen=True)
 class ReaderOptions:
     """The data source's options (``.option(...)``), validated."""
@@ -53,6 +64,9 @@ class ReaderOptions:
     max_bytes_per_batch: int = 0  # payload bytes, split across shards; 0: no limit
     fail_on_trimmed: bool = False  # stop instead of reporting records trimmed before they were read
     decoder: str = ""  # "package.module:function" applied to each batch of raw records in the read task
+    # Where a new query starts reading, per shard, as an offset's "shards" hold it (JSON): where an
+    # earlier query's records end. Shards it does not name start at their trim horizon.
+    initial_positions: dict = field(default_factory=dict)
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> ReaderOptions:
@@ -74,4 +88,5 @@ class ReaderOptions:
             max_bytes_per_batch=max_bytes,
             fail_on_trimmed=fail_on_trimmed == "true",
             decoder=_checked_decoder(decoder) if decoder else "",
+            initial_positions=_positions(options.get("initialPositions", "{}")),
         )

@@ -78,8 +78,13 @@ class ShardEnd:
         return cls(**fields, trimmed=TrimmedGap(**trimmed) if trimmed else None)
 
 
+OFFSET_FILE = "_offset.json"  # beside a batch's shard ends: the batch's offset, as Spark logged it
+
+
 class ShardEndStore:
-    """Per batch and shard, where reading stopped: a JSON file created once, read on replay.
+    """Per batch and shard, where reading stopped: a JSON file created once, read on replay; and
+    per batch the offset the planner gave it (``put_offset``), from which the driver works out
+    where the batch leaves each shard (``offsets.positions_after``).
 
     ``path`` is a local directory, or ``s3://bucket/prefix`` on a cluster whose executors do not
     share a disk with the driver.
@@ -90,11 +95,11 @@ class ShardEndStore:
             raise ValueError(f"option metadataPath must be a local path or s3://bucket/prefix, got {path!r}")
         self._path = path
 
-    def _file(self, batch: int, shard_id: str) -> str:
-        return f"{self._path.rstrip('/')}/{batch:012d}/{shard_id}.json"
+    def _file(self, batch: int, name: str) -> str:
+        return f"{self._path.rstrip('/')}/{batch:012d}/{name}"
 
     def get(self, batch: int, shard_id: str) -> ShardEnd | None:
-        document = checkpoint_files.read(self._file(batch, shard_id))
+        document = checkpoint_files.read(self._file(batch, f"{shard_id}.json"))
         return ShardEnd.from_json(document) if document is not None else None
 
     def put(self, batch: int, shard_id: str, end: ShardEnd) -> ShardEnd:
@@ -104,8 +109,16 @@ class ShardEndStore:
         race (a retry, and a zombie on an executor declared lost), the first end recorded stays,
         and the other attempt learns of it.
         """
-        created = checkpoint_files.create(self._file(batch, shard_id), end.to_json())
+        created = checkpoint_files.create(self._file(batch, f"{shard_id}.json"), end.to_json())
         return end if created else self.get(batch, shard_id)
+
+    def put_offset(self, batch: int, offset: dict) -> None:
+        """Record the batch's offset; a re-plan of the same batch (a restart) replaces it."""
+        checkpoint_files.replace(self._file(batch, OFFSET_FILE), json.dumps(offset).encode())
+
+    def offset(self, batch: int) -> dict | None:
+        document = checkpoint_files.read(self._file(batch, OFFSET_FILE))
+        return json.loads(document) if document is not None else None
 
     def load(self, batch: int) -> dict[str, ShardEnd]:
         filesystem, root = checkpoint_files.filesystem(self._path)
@@ -113,10 +126,15 @@ class ShardEndStore:
         ends = {}
         for info in filesystem.get_file_info(selector):
             name = info.base_name
-            if name.endswith(".json") and not name.startswith("."):
+            if name.endswith(".json") and not name.startswith((".", "_")):
                 with filesystem.open_input_stream(info.path) as stream:
                     ends[name.removesuffix(".json")] = ShardEnd.from_json(stream.read())
         return ends
+
+    def clear(self) -> None:
+        """Drop every batch's records: for a query that starts its batch numbers again."""
+        filesystem, root = checkpoint_files.filesystem(self._path)
+        filesystem.delete_dir_contents(root, missing_dir_ok=True)
 
     def forget_before(self, batch: int) -> None:
         """Drop the records of batches before ``batch``: no replay can need them."""

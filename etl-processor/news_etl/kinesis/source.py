@@ -57,7 +57,9 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.until: str | None = None
 
     def initialOffset(self) -> dict:  # noqa: N802
-        return {"stream": self.options.stream, "batch": -1, "until": None, "max_records": 0, "shards": {}}
+        """Before batch 0: nothing read, or where an earlier query's records end (``initialPositions``)."""
+        shards = self.options.initial_positions
+        return {"stream": self.options.stream, "batch": -1, "until": None, "max_records": 0, "shards": shards}
 
     def getDefaultReadLimit(self) -> ReadLimit:  # noqa: N802
         """Spark takes one limit; the read tasks enforce the byte budget either way (``max_bytes``)."""
@@ -110,17 +112,18 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         Returns the unfinished shards that are gone from the stream (closed, and past retention),
         now marked done, with their positions.
         """
-        initial: dict = {}
-        if first and self.options.starting_position == LATEST:
-            initial = {"at_timestamp": datetime.now(UTC).isoformat()}  # pinned, so a replay is exact
-        elif first and self.options.starting_position != TRIM_HORIZON:
-            initial = {"at_timestamp": self.options.starting_position}
+        initial: dict = {}  # a shard found later (or after resumed positions) starts at its trim horizon
+        if first and not shards:  # a new query that does not resume: its starting position
+            if self.options.starting_position == LATEST:
+                initial = {"at_timestamp": datetime.now(UTC).isoformat()}  # pinned, so a replay is exact
+            elif self.options.starting_position != TRIM_HORIZON:
+                initial = {"at_timestamp": self.options.starting_position}
         listed = list_shards(client, self.options.stream)
         for shard in listed:
             if shard["ShardId"] in shards:
                 continue
             parents = [p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p]
-            shards[shard["ShardId"]] = {**(initial if first else {}), "parents": parents}
+            shards[shard["ShardId"]] = {**initial, "parents": parents}
         expired = {}
         for shard_id in set(shards) - {shard["ShardId"] for shard in listed}:
             if not shards[shard_id].get("done"):  # a closed shard past retention: nothing left to read
@@ -167,6 +170,7 @@ class KinesisStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def partitions(self, start: dict, end: dict) -> list[ShardPartition]:
         if end["batch"] == start["batch"]:
             return []
+        ShardEndStore(self.options.metadata_path).put_offset(end["batch"], end)
         return [
             ShardPartition(
                 stream=end["stream"],
