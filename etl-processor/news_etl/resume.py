@@ -187,14 +187,19 @@ def load_seed(bucket: str, seed: dict) -> pa.Table | None:
     enriched = _read(bucket, ENRICHED, seed[ENRICHED], ["article_id", "arrival_time"], since)
     quarantined = _read(bucket, QUARANTINED, seed[QUARANTINED],
                         ["shard_id", "sequence_number", "sub_sequence_number", "arrival_time"], since)  # fmt: skip
-    place = [quarantined["shard_id"], quarantined["sequence_number"], pc.cast(quarantined["sub_sequence_number"],
-                                                                             pa.string())]  # fmt: skip
-    invalid = pc.binary_join_element_wise(pa.scalar("invalid"), *place, "/", null_handling="skip")
     return pa.table(
-        [pa.concat_arrays([enriched["article_id"].combine_chunks(), invalid.combine_chunks()]),
+        [pa.concat_arrays([enriched["article_id"].combine_chunks(), invalid_keys(quarantined).combine_chunks()]),
          pa.concat_arrays([enriched["arrival_time"].combine_chunks(), quarantined["arrival_time"].combine_chunks()])],
         schema=SEED_SCHEMA,
     )  # fmt: skip
+
+
+def invalid_keys(quarantined: pa.Table) -> pa.ChunkedArray:
+    """The ``dedup_key`` of each quarantined row: ``invalid/`` and its place (shard, sequence number,
+    and index in a KPL aggregate when it was in one), as ``transform.classify`` makes it."""
+    sub = pc.cast(quarantined["sub_sequence_number"], pa.string())
+    place = [quarantined["shard_id"], quarantined["sequence_number"], sub]
+    return pc.binary_join_element_wise(pa.scalar("invalid"), *place, "/", null_handling="skip")
 
 
 def _read(bucket: str, kind: str, version: int, columns: list[str], where: pc.Expression) -> pa.Table:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import uuid
 
 import pytest
@@ -88,7 +89,8 @@ def test_runs_write_every_article_exactly_once_across_reruns_and_new_records(emu
 
 
 def test_plain_parquet_output_is_exact_and_a_rerun_rewrites_nothing(moto, stream_name, tmp_path):
-    """--output-format parquet: plain dt= folders, no Delta log, every article once; a rerun adds nothing."""
+    """--output-format parquet: plain dt= folders, no Delta log, every article once; a rerun adds nothing;
+    without Spark's checkpoint, refused."""
     bucket = f"news-{uuid.uuid4().hex[:10]}"
     moto.client("s3").create_bucket(Bucket=bucket)
     populate(moto, stream_name, "--shards", "2", "--count", "400", "--seed", "41", "--bad-ratio", "0.1",
@@ -104,6 +106,14 @@ def test_plain_parquet_output_is_exact_and_a_rerun_rewrites_nothing(moto, stream
     assert rerun.returncode == 0, rerun.stderr
     assert object_etags(moto, bucket) == before
     assert verify(moto, checkpoint).returncode == 0
+    # Plain folders record nothing a query could start from: without Spark's checkpoint, refused.
+    shutil.rmtree(checkpoint / "spark")
+    lost = etl(moto, stream_name, bucket, checkpoint, "--once")
+    assert lost.returncode == 1
+    assert lost.stderr == (f"etl: error: s3://{bucket}/enriched/ holds plain Parquet output, which records nothing a "
+                           f"query without Spark's checkpoint could start from: restore {checkpoint}/spark, or write "
+                           "to another bucket\n")  # fmt: skip
+    assert object_etags(moto, bucket) == before
 
 
 @pytest.mark.localstack

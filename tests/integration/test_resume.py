@@ -17,6 +17,7 @@ from tests.support.output import assert_exactly_once
 
 pytestmark = pytest.mark.integration
 
+
 @pytest.fixture
 def emulator(moto):
     """On moto: the job's wiring on LocalStack is proven by test_etl.py's kill-and-restart test."""
@@ -52,8 +53,7 @@ def test_without_spark_or_on_a_new_checkpoint_the_job_starts_where_the_tables_en
 
     # The first checkpoint again: the tables went on without it, so it would read their records again.
     stale = etl(moto, stream_name, bucket, checkpoint, "--once")
+    refusal = f"etl: error: the tables in s3://{bucket} were written by another checkpoint after this one"
     assert stale.returncode == 1
-    assert stale.stderr.strip().splitlines()[-1].startswith(
-        f"etl: error: the tables in s3://{bucket} were written by another checkpoint after this one"
-    )
+    assert stale.stderr.startswith(refusal) and stale.stderr.count("\n") == 1
     assert_exactly_once(moto, stream_name, bucket)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -641,6 +642,33 @@ def test_latest_start_is_pinned_in_the_first_offset(monkeypatch, tmp_path):
     second = reader.latestOffset(first, ReadAllAvailable())  # batch 0's cut-off may precede the record
     read_second = [record for p in reader.partitions(first, second) for record in read(kinesis, p, store)]
     assert read_first + read_second == later
+
+
+def test_a_query_given_initial_positions_starts_after_them_and_records_each_batchs_offset(monkeypatch, tmp_path):
+    """Where an earlier query's records end (``initialPositions``): a known shard is read after its
+    position, one it does not name from its trim horizon whatever the starting position (it was
+    made later), and the driver finds each batch's offset beside its shard ends."""
+    kinesis = StubKinesis()
+    kinesis.add_shard(SHARD)
+    kinesis.add_shard("later")
+    read_before = kinesis.put(SHARD, 2)
+    after, in_later = kinesis.put(SHARD, 2), kinesis.put("later", 1)
+    monkeypatch.setattr(planner, "kinesis_client", lambda: kinesis)
+    options = ReaderOptions.parse(
+        {
+            "streamName": STREAM,
+            "metadataPath": str(tmp_path / "meta"),
+            "startingPosition": "latest",
+            "initialPositions": json.dumps({SHARD: {"after": read_before[-1], "parents": []}}),
+        }
+    )
+    reader = KinesisStreamReader(options)
+    first = reader.latestOffset(reader.initialOffset(), ReadAllAvailable())
+    store = ShardEndStore(str(tmp_path / "meta"))
+    read_first = {p.shard_id: read(kinesis, p, store) for p in reader.partitions(reader.initialOffset(), first)}
+    assert read_first == {SHARD: after, "later": in_later}
+    assert store.offset(0) == first
+    assert store.load(0).keys() == {SHARD, "later"}  # the offset is not taken for a shard's end
 
 
 def test_a_batch_leaves_records_that_arrive_after_it_was_planned(monkeypatch, tmp_path):

@@ -12,6 +12,7 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from news_etl.resume import invalid_keys
 from news_etl.schemas import OUTPUT_COLUMNS, PREPARED_SCHEMA
 from news_etl.settings import DELTA, PARQUET
 from news_etl.sink import output_rows, rows_to_write
@@ -298,3 +299,21 @@ def test_a_delta_batch_is_written_without_a_shuffle_of_its_own_and_plain_parquet
         return rows_to_write(batch, output_format)._jdf.queryExecution().executedPlan().toString().count("Exchange ")
 
     assert {DELTA: exchanges(DELTA), PARQUET: exchanges(PARQUET)} == {DELTA: 0, PARQUET: 1}
+
+
+def test_the_tables_give_each_quarantined_row_the_dedup_key_it_was_read_with():
+    """``resume.invalid_keys`` rebuilds, from a quarantined row's place, the key ``classify`` gave it
+    (a plain record, and a user record of a KPL aggregate)."""
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "shard_id": ["shardId-000000000000", "shardId-000000000001"],
+            "sequence_number": ["4960", "4961"],
+            "sub_sequence_number": pa.array([None, 3], pa.int64()),
+            "arrival_time": pa.array([ARRIVAL] * 2, pa.timestamp("us", tz="UTC")),
+            "data": pa.array([b"not json", b"[]"], pa.binary()),
+            "aggregate_error": pa.nulls(2, pa.string()),
+        }
+    )
+    rows = pa.Table.from_batches([classify(batch)])
+    expected = ["invalid/shardId-000000000000/4960", "invalid/shardId-000000000001/4961/3"]
+    assert invalid_keys(rows).to_pylist() == rows.column("dedup_key").to_pylist() == expected
