@@ -17,7 +17,8 @@ Parquet file per (kind, dt) it holds. Two layouts (``--output-format``, fixed pe
   same rows. Files are written under ``_staging/`` and copied into
   place when complete, so readers never see a partial file.
 
-``dt`` is the UTC date published (enriched) or arrived (quarantine). Each task reports each file
+``dt`` is the UTC date the record arrived in Kinesis, for both tables: a date the job's own clock
+bounds, where the date published is the producer's (any of 10,000 years). Each task reports each file
 it wrote as a ``WrittenFile`` (with, per hour, the articles and words in it), which the driver
 commits (``news_etl.table``) and counts (``news_etl.job``).
 """
@@ -241,9 +242,8 @@ def batch_writer(bucket: str, run_id: str, batch_id: int, output_format: str = D
 
 
 def output_rows(records: DataFrame) -> DataFrame:
-    """Stamp ``processed_at`` and the ``dt`` partition (UTC date published, or arrived for a
-    quarantined record), in the writer's column order."""
-    dt = F.date_format(F.coalesce("published_at", "arrival_time"), "yyyy-MM-dd")
+    """Stamp ``processed_at`` and the ``dt`` partition (the UTC date arrived), in the writer's column order."""
+    dt = F.date_format("arrival_time", "yyyy-MM-dd")
     return records.select(
         "kind",
         dt.alias("dt"),

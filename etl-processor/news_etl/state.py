@@ -21,6 +21,7 @@ HOUR_FORMAT = "%Y-%m-%dT%H:00:00Z"
 # The dedup state's store: RocksDB for new checkpoints, whose memory does not grow with the keys
 # held (BENCHMARKS.md, "Dedup state"); checkpoints made before keep the heap-backed one they have.
 ROCKSDB, HDFS = "rocksdb", "hdfs"
+ARRIVAL_DATE = "arrival date"
 LEGACY_STATE_PARTITIONS = 4  # what checkpoints made before the setting used (it was fixed in the code)
 
 
@@ -71,6 +72,7 @@ class RunState:
     state_store: str = ""  # the dedup state's store, fixed when the checkpoint is made ("": made before RocksDB)
     state_partitions: int = 0  # the dedup state's partitions, fixed when its first batch runs (0: not yet)
     output_format: str = ""  # delta or parquet, fixed when the checkpoint is made ("": made before Delta)
+    dt: str = ""  # what the output's dt is: ARRIVAL_DATE ("": made when enriched's dt was the date published)
     # Where Spark's checkpoint last started without a batch (``news_etl.resume``): the tables'
     # record it started from (run_id, batch_id, positions), and the dedup keys standing in for the
     # lost state (``resume.load_seed``); empty when it started at --starting-position.
@@ -157,7 +159,7 @@ def create_state(settings: Settings, stream_created: str) -> RunState:
     new checkpoint, the one whose file was created first wins and the other takes its state."""
     state = RunState(settings.stream, settings.bucket, run_id=uuid.uuid4().hex[:8], stream_created=stream_created,
                      state_store=ROCKSDB, state_partitions=settings.state_partitions or 0,
-                     output_format=settings.output_format or DEFAULT_OUTPUT_FORMAT)  # fmt: skip
+                     output_format=settings.output_format or DEFAULT_OUTPUT_FORMAT, dt=ARRIVAL_DATE)  # fmt: skip
     if checkpoint_files.create(settings.state_file, _json(asdict(state))):
         return state
     theirs = read_state(settings.state_file)
@@ -183,6 +185,11 @@ def load_state(settings: Settings, stream_created: str) -> RunState:
         raise ConfigurationError(
             f"--output-format {settings.output_format}: checkpoint {settings.checkpoint} writes "
             f"{state.output_format}: drop the setting, or start a new --checkpoint"
+        )
+    if state.output_format == PARQUET and state.dt != ARRIVAL_DATE:
+        raise ConfigurationError(
+            f"checkpoint {settings.checkpoint} writes plain Parquet partitioned by the date published (an earlier "
+            "version of the job), which producers control: start a new --checkpoint, into another bucket"
         )
     wanted, fixed = settings.state_partitions, state.state_partitions
     if wanted and fixed and wanted != fixed:

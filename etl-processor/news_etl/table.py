@@ -22,8 +22,7 @@ import time
 from dataclasses import dataclass
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Field, Schema, Transaction
-from deltalake.exceptions import CommitFailedError
+from deltalake import CommitProperties, DeltaTable, Schema, Transaction
 from deltalake.transaction import AddAction
 
 from news_etl.aws import delta_storage_options
@@ -38,9 +37,10 @@ KINDS = (ENRICHED, QUARANTINED)
 # Old files kept this long after a compaction or vacuum removed them from the table: a pinned
 # version stays readable for a week (Delta's own default; a replay never needs old files).
 DEFAULT_RETENTION_HOURS = 168
-# Columns the job added after its first release: a table made before lacks them, and the job adds
-# them when it starts (nullable, so the table's earlier rows read null).
-ADDED_COLUMNS = ("sub_sequence_number",)
+# Each table's description says its layout; a table without it was made by an earlier version of
+# the job, whose enriched `dt` was the date published: a value producers control, so that 1,000
+# articles on 1,000 days made 1,000 partitions that compaction cannot merge.
+LAYOUT = "news-etl {kind}: partitioned by dt, the UTC date each record arrived in Kinesis"
 # The least retention vacuum accepts: files a running batch has written but not yet committed
 # look like any uncommitted file, and a batch lives minutes, not a day.
 MIN_RETENTION_HOURS = 24
@@ -72,44 +72,33 @@ def is_table(bucket: str, kind: str) -> bool:
 
 
 def create_tables(bucket: str) -> None:
-    """Create both tables, partitioned by ``dt``, unless they exist (idempotent); add the
-    ``ADDED_COLUMNS`` a table made by an earlier version lacks (its earlier rows read null).
+    """Create both tables, partitioned by ``dt``, unless they exist (idempotent).
 
-    Raises ``ConfigurationError`` when an existing table has other columns or partitions than the
-    job writes, before changing anything: delta-rs would commit the files all the same (an append
-    ignores the schema it is given), and readers would not see the new columns.
+    Raises ``ConfigurationError``, before creating either, when an existing table is not one this
+    job writes: other columns or partitions (delta-rs would commit the files all the same, and
+    readers would not see the new columns), or made by an earlier version (``LAYOUT``).
     """
     options = delta_storage_options()
-    tables = {
-        kind: DeltaTable.create(table_uri(bucket, kind), table_schema(kind), mode="ignore", partition_by=[PARTITION],
-                                storage_options=options)
-        for kind in KINDS
-    }  # fmt: skip
-    lacking = {kind: _missing_columns(table, kind) for kind, table in tables.items()}  # both checked first
-    for kind, missing in lacking.items():
-        table = tables[kind]
-        if missing:
-            try:
-                table.alter.add_columns(missing)
-                log.info("added %s to %s", ", ".join(field.name for field in missing), table_uri(bucket, kind))
-            except CommitFailedError:  # another start of the job added them first
-                table.update_incremental()
-                if _missing_columns(table, kind):
-                    raise
+    for kind in KINDS:
+        if is_table(bucket, kind):
+            _check_table(open_table(bucket, kind), kind)
+    for kind in KINDS:
+        DeltaTable.create(table_uri(bucket, kind), table_schema(kind), mode="ignore", partition_by=[PARTITION],
+                          description=LAYOUT.format(kind=kind), storage_options=options)  # fmt: skip
 
 
-def _missing_columns(table: DeltaTable, kind: str) -> list[Field]:
-    """The ``ADDED_COLUMNS`` the table lacks; raises ``ConfigurationError`` if it differs otherwise."""
-    expected = {field.name: field for field in Schema.from_arrow(table_schema(kind)).fields}
-    present = {field.name: field for field in table.schema().fields}
-    missing = [expected[name] for name in ADDED_COLUMNS if name not in present]
-    if present != {name: field for name, field in expected.items() if field not in missing} or \
-            table.metadata().partition_columns != [PARTITION]:  # fmt: skip
+def _check_table(table: DeltaTable, kind: str) -> None:
+    expected = Schema.from_arrow(table_schema(kind)).fields
+    if table.schema().fields != expected or table.metadata().partition_columns != [PARTITION]:
         raise ConfigurationError(
             f"the Delta table {table.table_uri} has other columns or partitions than this job writes: "
-            "write to another bucket, or migrate the table"
+            "write to another bucket"
         )
-    return missing
+    if table.metadata().description != LAYOUT.format(kind=kind):
+        raise ConfigurationError(
+            f"the Delta table {table.table_uri} was made by an earlier version of the job, whose enriched dt was "
+            "the date published, which producers control: write to another bucket"
+        )
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,7 @@ def assert_exactly_once(
         article = articles[row["article_id"]]
         assert row["word_count"] == len(article["content"].split())
         assert row["published_at"] == parse_published_at(article["published_at"])
-        assert str(row["dt"]) == row["published_at"].astimezone(UTC).date().isoformat()
+        assert str(row["dt"]) == row["arrival_time"].astimezone(UTC).date().isoformat()
         assert (row["title"], row["content"]) == (article["title"], article["content"])
     quarantined = output(emulator, bucket, "quarantine").to_pylist()
     assert {place(row): row["error"] for row in quarantined} == invalid

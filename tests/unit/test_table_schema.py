@@ -18,46 +18,40 @@ def tables(tmp_path, monkeypatch):
     return {kind: str(tmp_path / kind) for kind in table.KINDS}
 
 
-def made_with(tables: dict[str, str], schema) -> None:
-    for kind, uri in tables.items():
-        DeltaTable.create(uri, schema(kind), partition_by=["dt"])
-
-
-def without_added(kind: str) -> pa.Schema:
-    """A table as the version before ``ADDED_COLUMNS`` made it."""
-    return pa.schema([field for field in table.table_schema(kind) if field.name not in table.ADDED_COLUMNS])
-
-
-def test_a_table_made_before_gains_the_added_columns_once(tables):
-    made_with(tables, without_added)
+def test_the_tables_are_made_once_and_say_their_layout(tables):
     table.create_tables("bucket")
     table.create_tables("bucket")
     for kind, uri in tables.items():
-        assert DeltaTable(uri).version() == 1  # one schema change, then nothing
-        assert set(DeltaTable(uri).schema().to_arrow().names) == set(table.table_schema(kind).names)
+        made = DeltaTable(uri)
+        assert made.version() == 0
+        assert (
+            made.metadata().description
+            == f"news-etl {kind}: partitioned by dt, the UTC date each record arrived in Kinesis"
+        )
+        assert made.metadata().partition_columns == ["dt"]
+
+
+def test_tables_an_earlier_version_made_are_refused_unchanged(tables):
+    """Its columns, but no layout: enriched's dt was the date published."""
+    for kind, uri in tables.items():
+        DeltaTable.create(uri, table.table_schema(kind), partition_by=["dt"])
+    with pytest.raises(ConfigurationError, match="was made by an earlier version of the job, whose enriched dt was"):
+        table.create_tables("bucket")
+    assert {DeltaTable(uri).version() for uri in tables.values()} == {0}
 
 
 @pytest.mark.parametrize(
     "schema",
     [
-        lambda kind: without_added(kind).append(pa.field("note", pa.string())),
+        lambda kind: table.table_schema(kind).append(pa.field("note", pa.string())),
         lambda kind: pa.schema([pa.field("shard_id", pa.string()), pa.field("dt", pa.string())]),
         lambda kind: table.table_schema(kind).remove(0),
     ],
-    ids=["an-extra-column", "a-few-of-the-columns", "lacks-a-column-that-is-not-new"],
+    ids=["an-extra-column", "a-few-of-the-columns", "lacks-a-column"],
 )
-def test_a_table_that_is_not_the_jobs_is_refused_unchanged(tables, schema):
-    made_with(tables, schema)
+def test_a_table_that_is_not_the_jobs_is_refused_and_the_other_not_made(tables, schema):
+    DeltaTable.create(tables[table.QUARANTINED], schema(table.QUARANTINED), partition_by=["dt"])
     with pytest.raises(ConfigurationError, match="has other columns or partitions than this job writes"):
         table.create_tables("bucket")
-    assert {DeltaTable(uri).version() for uri in tables.values()} == {0}
-
-
-def test_when_one_table_is_not_the_jobs_neither_is_changed(tables):
-    """The other table, made before, is not migrated: nothing changes until both are the job's."""
-    DeltaTable.create(tables[table.ENRICHED], without_added(table.ENRICHED), partition_by=["dt"])
-    foreign = without_added(table.QUARANTINED).append(pa.field("note", pa.string()))
-    DeltaTable.create(tables[table.QUARANTINED], foreign, partition_by=["dt"])
-    with pytest.raises(ConfigurationError):
-        table.create_tables("bucket")
-    assert {DeltaTable(uri).version() for uri in tables.values()} == {0}
+    assert DeltaTable(tables[table.QUARANTINED]).version() == 0
+    assert not DeltaTable.is_deltatable(tables[table.ENRICHED])

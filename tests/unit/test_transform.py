@@ -261,22 +261,26 @@ WRITER_COLUMNS = [
 ]  # fmt: skip
 
 
-def test_output_rows_partition_by_utc_publication_or_arrival_date(spark):
-    """dt is the UTC date of published_at for articles and of arrival_time for quarantined records."""
+def test_output_rows_partition_by_utc_arrival_date(spark):
+    """dt is the UTC date of arrival_time for every row, whatever the article says it was published."""
     # 2026-11-21 01:30 at +02:00 is still 2026-11-20 in UTC.
     just_after_midnight_east = datetime(2026, 11, 21, 1, 30, tzinfo=timezone(timedelta(hours=2)))
     rows = [
-        # Published 2026-11-14 23:30 at -02:00: 2026-11-15 in UTC; it arrived days later.
         raw("shardId-000000000000", "1", ARRIVAL, article(published_at="2026-11-14T23:30:00-02:00")),
         raw("shardId-000000000000", "2", just_after_midnight_east, b"not json"),
-        raw("shardId-000000000000", "3", ARRIVAL, article(article_id="other", published_at="2026-11-16T00:00:00")),
+        raw(
+            "shardId-000000000000",
+            "3",
+            just_after_midnight_east,
+            article(article_id="other", published_at="2100-01-01T00:00:00"),
+        ),
     ]
     out = output_rows(prepare_records(spark.createDataFrame(rows, RAW_SCHEMA)))
     assertDataFrameEqual(
         out.select("sequence_number", "kind", "dt"),
-        [Row(sequence_number="1", kind="enriched", dt="2026-11-15"),
+        [Row(sequence_number="1", kind="enriched", dt="2026-11-20"),
          Row(sequence_number="2", kind="quarantine", dt="2026-11-20"),
-         Row(sequence_number="3", kind="enriched", dt="2026-11-16")],
+         Row(sequence_number="3", kind="enriched", dt="2026-11-20")],
     )  # fmt: skip
     assert out.filter(F.col("processed_at").isNull()).count() == 0
 
