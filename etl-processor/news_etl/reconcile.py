@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -24,7 +22,8 @@ from news_etl import table
 from news_etl.aws import s3_filesystem
 from news_etl.schemas import ENRICHED, QUARANTINED
 from news_etl.settings import DELTA
-from news_etl.state import HOUR_FORMAT, RunState
+from news_etl.sink import windows
+from news_etl.state import RunState, daily, merge_windows
 
 
 def list_objects(filesystem: pafs.FileSystem, bucket: str) -> list[pafs.FileInfo]:
@@ -79,7 +78,7 @@ def recount(state: RunState) -> tuple[dict[str, int], dict[str, list[int]], list
     missing = []
     for kind, paths in output_files(state).items():
         for path in paths:
-            columns = ["published_at", "word_count"] if kind == ENRICHED else ["error"]
+            columns = ["published_at", "arrival_time", "word_count"] if kind == ENRICHED else ["error"]
             try:
                 rows = pq.read_table(path, filesystem=filesystem, columns=columns)
             except FileNotFoundError:
@@ -87,16 +86,8 @@ def recount(state: RunState) -> tuple[dict[str, int], dict[str, list[int]], list
                 continue
             counts[kind] += rows.num_rows
             if kind == ENRICHED and rows.num_rows:
-                add_hours(hourly, rows)
+                merge_windows(hourly, windows(rows))
     return counts, hourly, missing
-
-
-def add_hours(hourly: dict[str, list[int]], rows: pa.Table) -> None:
-    hours = pc.strftime(rows["published_at"], format=HOUR_FORMAT, locale="C")
-    for hour, words in zip(hours.to_pylist(), rows["word_count"].to_pylist(), strict=True):
-        window = hourly.setdefault(hour, [0, 0])
-        window[0] += 1
-        window[1] += words
 
 
 def compare(state: RunState, counts: dict[str, int], hourly: dict[str, list[int]]) -> list[str]:
@@ -107,7 +98,11 @@ def compare(state: RunState, counts: dict[str, int], hourly: dict[str, list[int]
     for kind, expected in ((ENRICHED, state.enriched), (QUARANTINED, state.quarantined)):
         if counts[kind] != expected:
             problems.append(f"{kind}: metrics say {expected} rows, S3 holds {counts[kind]}")
-    for hour in sorted(set(hourly) | set(state.hourly)):
-        if hourly.get(hour) != state.hourly.get(hour):
-            problems.append(f"hour {hour}: metrics say {state.hourly.get(hour)}, S3 holds {hourly.get(hour)}")
+    # The windows as the totals hold them: hours they folded into their day, folded.
+    recounted = {window: list(counts) for window, counts in hourly.items() if window in state.hourly}
+    merge_windows(recounted, daily({window: counts for window, counts in hourly.items() if window not in state.hourly}))
+    for window in sorted(set(recounted) | set(state.hourly)):
+        held, said = recounted.get(window), state.hourly.get(window)
+        if held != said:
+            problems.append(f"window {window}: metrics say {said}, S3 holds {held}")
     return problems

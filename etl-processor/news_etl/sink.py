@@ -41,7 +41,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from news_etl.aws import s3_filesystem
 from news_etl.schemas import ENRICHED, ENRICHED_SCHEMA, OUTPUT_COLUMNS, OUTPUT_SCHEMAS, PROCESSED_AT
 from news_etl.settings import DELTA, PARQUET
-from news_etl.state import merge_windows
+from news_etl.state import EARLIER, HOUR_FORMAT, LATER, PUBLISHED_WITHIN_DAYS, merge_windows
 
 COMPRESSION = "zstd"
 # A file's rows are buffered until either bound, then written as one row group: large enough for
@@ -55,7 +55,7 @@ ROW_GROUP_BYTES = 64 * 2**20
 STATS_COLUMNS = ("published_at", "word_count", "arrival_time", "processed_at")
 
 
-Hourly = dict[str, list[int]]  # hour start (ISO, UTC) -> [articles, words], as ``state.BatchResult`` has it
+Hourly = dict[str, list[int]]  # window -> [articles, words], as ``state.BatchResult`` has it
 HOUR_COUNT = pa.struct([("hour", pa.string()), ("articles", pa.int64()), ("words", pa.int64())])
 
 
@@ -112,17 +112,23 @@ def staging_path(final: str) -> str:
     return f"{bucket}/_staging/{key}"
 
 
-def _hourly(table: pa.Table) -> Hourly:
-    hours = pc.strftime(pc.floor_temporal(table["published_at"], unit="hour"), format="%Y-%m-%dT%H:00:00Z")
+def windows(table: pa.Table) -> Hourly:
+    """Articles and words per window of ``published_at`` (``state``: its hour, or ``EARLIER`` or
+    ``LATER`` when published long before or after it arrived), of enriched rows."""
+    published, arrived = table["published_at"], table["arrival_time"]
+    hours = pc.strftime(pc.floor_temporal(published, unit="hour"), format=HOUR_FORMAT, locale="C")
+    earlier = pc.less(published, pc.subtract(arrived, pa.scalar(timedelta(days=PUBLISHED_WITHIN_DAYS))))
+    later = pc.greater_equal(published, pc.add(arrived, pa.scalar(timedelta(days=1))))
+    window = pc.if_else(earlier, EARLIER, pc.if_else(later, LATER, hours))
     grouped = (
-        pa.table({"hour": hours, "words": table["word_count"]})
-        .group_by("hour")
+        pa.table({"window": window, "words": table["word_count"]})
+        .group_by("window")
         .aggregate([("words", "count"), ("words", "sum")])
     )
     return {
-        hour: [count, words]
-        for hour, count, words in zip(
-            grouped["hour"].to_pylist(),
+        window: [count, words]
+        for window, count, words in zip(
+            grouped["window"].to_pylist(),
             grouped["words_count"].to_pylist(),
             grouped["words_sum"].to_pylist(),
             strict=True,
@@ -201,7 +207,7 @@ class _File:
             table = pa.concat_tables(self._pending)
             self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
             if self._count_hours:
-                merge_windows(self.hourly, _hourly(table))
+                merge_windows(self.hourly, windows(table))
             self.stats.add(table)
             self._writer.write_table(table)
 

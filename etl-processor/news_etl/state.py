@@ -1,9 +1,16 @@
-"""The checkpoint's running totals: counts, and per hour the articles and words behind the averages.
+"""The checkpoint's running totals: counts, and per window the articles and words behind the averages.
 
-Each batch's writer tasks report, per UTC hour of ``published_at``, how many articles they
-wrote and how many words those had; ``RunState.apply`` adds them once per batch id (a replayed
-batch is not counted twice). Daily figures are sums of hourly ones, so nothing ever re-reads
-the output, and an update costs the same however long the history. The state is one JSON file
+Each batch's writer tasks report, per window of ``published_at`` (``sink.windows``), how many
+articles they wrote and how many words those had; ``RunState.apply`` adds them once per batch id
+(a replayed batch is not counted twice). Daily figures are sums of hourly ones, so nothing ever
+re-reads the output, and an update costs the same however long the history.
+
+The windows are bounded whatever producers send (``published_at`` may name any hour of 10,000
+years): an article counts in its UTC hour published when that is at most ``PUBLISHED_WITHIN_DAYS``
+before it arrived and less than a day after, and otherwise in one window, ``EARLIER`` or
+``LATER``; and hours more than ``HOURLY_DAYS`` older than the newest hour are folded into their
+day. So the totals hold at most a week of hours, a day per day of that year and of the job's
+life, and two windows more. The state is one JSON file
 in the checkpoint, ``etl-state.json``, read and written only here (``load_state``, ``save_state``).
 """
 
@@ -12,12 +19,15 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from news_etl import checkpoint_files
 from news_etl.settings import DEFAULT_OUTPUT_FORMAT, PARQUET, ConfigurationError, Settings
 
 HOUR_FORMAT = "%Y-%m-%dT%H:00:00Z"
+PUBLISHED_WITHIN_DAYS = 366  # an article published longer before it arrived counts in EARLIER
+EARLIER, LATER = "earlier", "later"  # published too long before arrival, or more than a day after
+HOURLY_DAYS = 7  # hours older than this, before the newest hour in the totals, count in their day
 # The dedup state's store: RocksDB for new checkpoints, whose memory does not grow with the keys
 # held (BENCHMARKS.md, "Dedup state"); checkpoints made before keep the heap-backed one they have.
 ROCKSDB, HDFS = "rocksdb", "hdfs"
@@ -32,7 +42,7 @@ class BatchResult:
     records_read: int
     enriched: int
     quarantined: int
-    hourly: dict[str, list[int]]  # hour start (ISO, UTC) -> [articles, words]
+    hourly: dict[str, list[int]]  # window (``sink.windows``) -> [articles, words]
     trimmed_gaps: int = 0
 
     @property
@@ -47,11 +57,25 @@ def merge_windows(into: dict[str, list[int]], more: dict[str, list[int]]) -> Non
         current[1] += words
 
 
-def daily(hourly: dict[str, list[int]]) -> dict[str, list[int]]:
+def is_hour(window: str) -> bool:
+    return len(window) == len("2026-11-20T09:00:00Z")
+
+
+def daily(windows: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Days (``YYYY-MM-DD``), their hours summed; ``EARLIER`` and ``LATER`` as they are."""
     days: dict[str, list[int]] = {}
-    for hour, counts in hourly.items():
-        merge_windows(days, {hour[:10]: counts})
+    for window, counts in windows.items():
+        merge_windows(days, {window[:10]: counts})
     return days
+
+
+def fold_old_hours(windows: dict[str, list[int]]) -> None:
+    """Fold hours more than ``HOURLY_DAYS`` older than the newest hour into their day."""
+    hours = [window for window in windows if is_hour(window)]
+    if hours:
+        oldest_kept = (datetime.strptime(max(hours), HOUR_FORMAT) - timedelta(days=HOURLY_DAYS)).strftime(HOUR_FORMAT)
+        for hour in [hour for hour in hours if hour < oldest_kept]:
+            merge_windows(windows, {hour[:10]: windows.pop(hour)})
 
 
 @dataclass
@@ -68,7 +92,7 @@ class RunState:
     quarantined: int = 0
     duplicates_dropped: int = 0
     trimmed_gaps: int = 0  # places where records were trimmed by retention before they were read
-    hourly: dict[str, list[int]] = field(default_factory=dict)
+    hourly: dict[str, list[int]] = field(default_factory=dict)  # windows: hours, days, EARLIER, LATER
     state_store: str = ""  # the dedup state's store, fixed when the checkpoint is made ("": made before RocksDB)
     state_partitions: int = 0  # the dedup state's partitions, fixed when its first batch runs (0: not yet)
     output_format: str = ""  # delta or parquet, fixed when the checkpoint is made ("": made before Delta)
@@ -90,18 +114,22 @@ class RunState:
         self.duplicates_dropped += batch.duplicates_dropped
         self.trimmed_gaps += batch.trimmed_gaps
         merge_windows(self.hourly, batch.hourly)
+        fold_old_hours(self.hourly)
         return True
 
     def metrics(self) -> dict:
         """The ``--metrics-json`` document."""
+        outside = (EARLIER, LATER)
         return {
             "records_read": self.records_read,
             "enriched": self.enriched,
             "quarantined": self.quarantined,
             "duplicates_dropped": self.duplicates_dropped,
             "trimmed_gaps": self.trimmed_gaps,
-            "hourly": _window_rows(self.hourly, suffix=""),
-            "daily": _window_rows(daily(self.hourly), suffix="T00:00:00Z"),
+            "hourly": _window_rows({w: c for w, c in self.hourly.items() if is_hour(w)}, suffix=""),
+            "daily": _window_rows({w: c for w, c in daily(self.hourly).items() if w not in outside}, "T00:00:00Z"),
+            # published more than PUBLISHED_WITHIN_DAYS before arrival, or more than a day after
+            "outside": _window_rows({w: c for w, c in self.hourly.items() if w in outside}, suffix=""),
         }
 
 

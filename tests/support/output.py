@@ -15,7 +15,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -170,17 +170,35 @@ def assert_metrics_match_output(emulator: Emulator, bucket: str, metrics_path) -
     assert metrics["enriched"] == len(enriched)
     assert metrics["quarantined"] == output(emulator, bucket, "quarantine").num_rows
     assert metrics["records_read"] == metrics["enriched"] + metrics["quarantined"] + metrics["duplicates_dropped"]
-    hours: dict[str, list[int]] = {}
+    # Each article's window: its UTC hour published, unless published more than 366 days before it
+    # arrived ("earlier") or a day or more after ("later"); the hourly windows are the 7 days before
+    # the newest hour, and the daily ones add up every article of their day.
+    windows: dict[str, list[int]] = {}
     for row in enriched:
-        hour = row["published_at"].astimezone(UTC).strftime("%Y-%m-%dT%H:00:00Z")
-        hours.setdefault(hour, []).append(row["word_count"])
-    assert [w["window_start"] for w in metrics["hourly"]] == sorted(hours)
-    for window in metrics["hourly"]:
-        counts = hours[window["window_start"]]
-        assert (window["records"], window["word_sum"]) == (len(counts), sum(counts))
-        assert window["avg_word_count"] == pytest.approx(sum(counts) / len(counts), abs=0.005)
-    assert sum(d["records"] for d in metrics["daily"]) == len(enriched)
-    assert sum(d["word_sum"] for d in metrics["daily"]) == sum(row["word_count"] for row in enriched)
+        published, arrived = row["published_at"], row["arrival_time"]
+        if published < arrived - timedelta(days=366):
+            window = "earlier"
+        elif published >= arrived + timedelta(days=1):
+            window = "later"
+        else:
+            window = published.astimezone(UTC).strftime("%Y-%m-%dT%H:00:00Z")
+        windows.setdefault(window, []).append(row["word_count"])
+    hours = sorted(window for window in windows if window not in ("earlier", "later"))
+    week_before_newest = (datetime.fromisoformat(hours[-1]) - timedelta(days=7)).strftime("%Y-%m-%dT%H:00:00Z")
+    days: dict[str, list[int]] = {}
+    for hour in hours:
+        days.setdefault(hour[:10], []).extend(windows[hour])
+    expected = {
+        "hourly": {hour: windows[hour] for hour in hours if hour >= week_before_newest},
+        "daily": {f"{day}T00:00:00Z": counts for day, counts in days.items()},
+        "outside": {window: windows[window] for window in ("earlier", "later") if window in windows},
+    }
+    for table, expected_windows in expected.items():
+        assert [w["window_start"] for w in metrics[table]] == sorted(expected_windows), table
+        for window in metrics[table]:
+            counts = expected_windows[window["window_start"]]
+            assert (window["records"], window["word_sum"]) == (len(counts), sum(counts))
+            assert window["avg_word_count"] == pytest.approx(sum(counts) / len(counts), abs=0.005)
     return metrics
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
 import pytest
 
 from news_etl.report import averages_table
-from news_etl.state import BatchResult, RunState, daily, merge_windows, quarantine_gate
+from news_etl.sink import windows
+from news_etl.state import EARLIER, LATER, BatchResult, RunState, daily, merge_windows, quarantine_gate
 
 H10, H11 = "2026-11-14T10:00:00Z", "2026-11-14T11:00:00Z"
 NEXT_DAY = "2026-11-15T00:00:00Z"
@@ -91,6 +93,7 @@ def test_metrics_lists_windows_oldest_first_with_exact_word_sums_and_rounded_ave
             {"window_start": "2026-11-14T00:00:00Z", "records": 3, "word_sum": 330, "avg_word_count": 110.0},
             {"window_start": "2026-11-15T00:00:00Z", "records": 3, "word_sum": 100, "avg_word_count": 33.33},
         ],
+        "outside": [],
     }
 
 
@@ -122,6 +125,55 @@ def test_averages_table_lists_every_window_without_only():
     """Without ``only``, every window appears, oldest first."""
     table = averages_table("Hourly", {H11: [1, 30], H10: [2, 300]})
     assert [line.split() for line in table.splitlines()[2:]] == [[H10, "2", "150.0"], [H11, "1", "30.0"]]
+
+
+def test_the_totals_keep_a_week_of_hours_and_fold_older_ones_into_their_day():
+    """1,000 articles, each on its own day of 1,000 (all within the published window, as windows
+    reports them): the totals keep the 7 days of hours before the newest hour, and days for the rest;
+    daily figures are unchanged by the fold."""
+    run = state()
+    first = datetime(2024, 1, 1, 9, tzinfo=UTC)
+    for batch_id in range(10):
+        hours = {(first + timedelta(days=day)).strftime("%Y-%m-%dT%H:00:00Z"): [1, day]
+                 for day in range(batch_id * 100, batch_id * 100 + 100)}  # fmt: skip
+        run.apply(batch_id, BatchResult(records_read=100, enriched=100, quarantined=0, hourly=hours))
+    kept = [window for window in run.hourly if len(window) == 20]
+    assert len(kept) == 8  # the newest hour, and the same hour on each of the 7 days before it
+    assert len(run.hourly) == 1_000
+    assert sum(row["records"] for row in run.metrics()["daily"]) == 1_000
+    assert sum(row["word_sum"] for row in run.metrics()["daily"]) == sum(range(1_000))
+
+
+def test_the_metrics_report_articles_published_outside_the_windows_apart():
+    run = state()
+    run.apply(0, BatchResult(records_read=3, enriched=3, quarantined=0,
+                             hourly={EARLIER: [1, 10], LATER: [1, 20], H10: [1, 30]}))  # fmt: skip
+    assert [(row["window_start"], row["word_sum"]) for row in run.metrics()["outside"]] == [(EARLIER, 10), (LATER, 20)]
+    assert [row["window_start"] for row in run.metrics()["daily"]] == ["2026-11-14T00:00:00Z"]
+
+
+def test_averages_table_shows_the_newest_windows_and_counts_the_others():
+    windows = {f"2026-11-{day:02d}": [1, day] for day in range(1, 31)} | {EARLIER: [2, 4]}
+    lines = averages_table("Daily", windows, newest=14).splitlines()
+    assert lines[2] == "  (16 older windows: the metrics file has them all)"
+    assert [line.split()[0] for line in lines[3:]] == [f"2026-11-{day}" for day in range(17, 31)] + [EARLIER]
+
+
+def test_articles_count_in_their_hour_published_unless_long_before_or_after_they_arrived():
+    arrived = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    published = [
+        arrived - timedelta(days=367),
+        arrived - timedelta(days=365),
+        arrived + timedelta(hours=23),
+        arrived + timedelta(days=1),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, tzinfo=UTC),
+    ]
+    rows = pa.table({"published_at": pa.array(published, pa.timestamp("us", tz="UTC")),
+                     "arrival_time": pa.array([arrived] * 6, pa.timestamp("us", tz="UTC")),
+                     "word_count": pa.array([1, 2, 3, 4, 5, 6], pa.int32())})  # fmt: skip
+    assert windows(rows) == {EARLIER: [2, 6], "2025-11-20T12:00:00Z": [1, 2], "2026-11-21T11:00:00Z": [1, 3],
+                             LATER: [2, 10]}  # fmt: skip
 
 
 def test_averages_table_says_none_when_no_window_is_listed():
