@@ -214,11 +214,6 @@ def load_state(settings: Settings, stream_created: str) -> RunState:
             f"--output-format {settings.output_format}: checkpoint {settings.checkpoint} writes "
             f"{state.output_format}: drop the setting, or start a new --checkpoint"
         )
-    if state.output_format == PARQUET and state.dt != ARRIVAL_DATE:
-        raise ConfigurationError(
-            f"checkpoint {settings.checkpoint} writes plain Parquet partitioned by the date published (an earlier "
-            "version of the job), which producers control: start a new --checkpoint, into another bucket"
-        )
     wanted, fixed = settings.state_partitions, state.state_partitions
     if wanted and fixed and wanted != fixed:
         raise ConfigurationError(
@@ -238,5 +233,10 @@ def load_state(settings: Settings, stream_created: str) -> RunState:
             f"checkpoint {settings.checkpoint} belongs to stream {state.stream!r} created {state.stream_created}, "
             f"but that stream was re-created {stream_created} (an emulator restart does this): "
             "start from a new --checkpoint (docker compose: make down)"
+        )
+    if state.output_format == PARQUET and state.dt != ARRIVAL_DATE:
+        raise ConfigurationError(
+            f"checkpoint {settings.checkpoint} writes plain Parquet partitioned by the date published (an earlier "
+            "version of the job), which producers control: start a new --checkpoint, into another bucket"
         )
     return state

@@ -81,22 +81,22 @@ def create_tables(bucket: str) -> None:
     options = delta_storage_options()
     for kind in KINDS:
         if is_table(bucket, kind):
-            _check_table(open_table(bucket, kind), kind)
+            _check_table(open_table(bucket, kind), kind, table_uri(bucket, kind))
     for kind in KINDS:
         DeltaTable.create(table_uri(bucket, kind), table_schema(kind), mode="ignore", partition_by=[PARTITION],
                           description=LAYOUT.format(kind=kind), storage_options=options)  # fmt: skip
 
 
-def _check_table(table: DeltaTable, kind: str) -> None:
+def _check_table(table: DeltaTable, kind: str, uri: str) -> None:
     expected = Schema.from_arrow(table_schema(kind)).fields
     if table.schema().fields != expected or table.metadata().partition_columns != [PARTITION]:
         raise ConfigurationError(
-            f"the Delta table {table.table_uri} has other columns or partitions than this job writes: "
+            f"the Delta table {uri} has other columns or partitions than this job writes: "
             "write to another bucket"
         )
     if table.metadata().description != LAYOUT.format(kind=kind):
         raise ConfigurationError(
-            f"the Delta table {table.table_uri} was made by an earlier version of the job, whose enriched dt was "
+            f"the Delta table {uri} was made by an earlier version of the job, whose enriched dt was "
             "the date published, which producers control: write to another bucket"
         )
 

@@ -92,8 +92,8 @@ def quarantined(ids: list[str]) -> pa.RecordBatch:
 
 
 def test_a_batch_that_died_between_its_two_commits_commits_only_the_missing_table_on_replay(moto, bucket, monkeypatch):
-    """Enriched committed, then the process dies before quarantine's commit: the replay adds the
-    quarantined rows and no enriched row twice."""
+    """Quarantine committed, then the process dies before enriched's commit: the replay adds the
+    enriched rows and no quarantined row twice."""
     for name, value in moto.env().items():
         monkeypatch.setenv(name, value)
     create_tables(bucket)
@@ -104,17 +104,17 @@ def test_a_batch_that_died_between_its_two_commits_commits_only_the_missing_tabl
 
     commit = DeltaTable.create_write_transaction
 
-    def dies_on_quarantine(table, actions, *args, **kwargs):
-        if "/quarantine" in table.table_uri:
+    def dies_on_enriched(table, actions, *args, **kwargs):
+        if "/enriched" in table.table_uri:
             raise OSError("the driver died here")
         return commit(table, actions, *args, **kwargs)
 
-    monkeypatch.setattr(DeltaTable, "create_write_transaction", dies_on_quarantine)
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", dies_on_enriched)
     with pytest.raises(OSError, match="died here"):
         commit_batch(bucket, "cccc0003", 0, both_kinds(), records_read=2)
     monkeypatch.setattr(DeltaTable, "create_write_transaction", commit)
     replay = {c.kind: c.version for c in commit_batch(bucket, "cccc0003", 0, both_kinds(), records_read=2)}
-    assert replay == {"enriched": None, "quarantine": 1}
+    assert replay == {"quarantine": None, "enriched": 1}
     assert live_ids(moto, bucket) == ["a"]
     assert output(moto, bucket, "quarantine").column("sequence_number").to_pylist() == ["q1"]
 
