@@ -50,6 +50,29 @@ def test_the_default_master_retries_a_task_that_failed_once(job_session):
     assert job_session["attempts"] == [1]
 
 
+def test_the_sessions_configuration_holds_no_secret_or_token(job_session):
+    """With a secret key and a session token in the driver's environment, no setting of the job's
+    SparkContext is named like one or holds either value; executors get the endpoint, region and
+    retry bound, and no credential."""
+    conf = job_session["conf"]
+    assert not [name for name in conf if CREDENTIAL_NAME.search(name)]
+    assert not [name for name, value in conf.items() if SECRET_KEY in value or SESSION_TOKEN in value]
+    executor_aws = {name.removeprefix("spark.executorEnv."): value for name, value in conf.items()
+                    if name.startswith("spark.executorEnv.AWS_")}  # fmt: skip
+    assert executor_aws == {name: JOB_AWS_ENV[name] for name in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_MAX_ATTEMPTS")}
+
+
+def test_the_s3a_settings_hold_no_credential(monkeypatch):
+    """An S3 checkpoint's Spark settings name the SDK's default chain, never a key or token."""
+    for name, value in JOB_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    settings = hadoop_s3.spark_settings()
+    assert settings["spark.hadoop.fs.s3a.aws.credentials.provider"] == hadoop_s3.SDK_CREDENTIALS
+    assert settings["spark.hadoop.fs.s3a.endpoint"] == JOB_AWS_ENV["AWS_ENDPOINT_URL"]
+    assert not [name for name in settings if CREDENTIAL_NAME.search(name) or "access.key" in name]
+    assert not [name for name, value in settings.items() if SECRET_KEY in value or SESSION_TOKEN in value]
+
+
 def test_without_the_s3a_jars_an_s3_checkpoint_is_refused_in_one_line_naming_the_flags(spark):
     """A running JVM without the S3A jars (as spark-submit starts one before the job runs, when it
     is given no --packages) is refused in one line that names what prints the flags."""
