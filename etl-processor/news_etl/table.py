@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Field, Schema, Transaction
-from deltalake.exceptions import CommitFailedError
+from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction
 
 from news_etl.aws import delta_storage_options
@@ -35,15 +36,17 @@ log = logging.getLogger("etl.table")
 
 PARTITION = "dt"
 KINDS = (ENRICHED, QUARANTINED)
-# Old files kept this long after a compaction or vacuum removed them from the table: a pinned
-# version stays readable for a week (Delta's own default; a replay never needs old files).
+# Files a later version replaced are kept this long, so a pinned version stays readable for a
+# week (Delta's own default; a replay never needs old files). Each table carries it as the Delta
+# property below, which delta-rs's vacuum enforces: a shorter retention is refused. It also keeps
+# the files a running batch has written but not yet committed, which look like any uncommitted
+# file to vacuum: a batch lives minutes.
 DEFAULT_RETENTION_HOURS = 168
+RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
+TABLE_PROPERTIES = {RETENTION_PROPERTY: f"interval {DEFAULT_RETENTION_HOURS} hours"}
 # Columns the job added after its first release: a table made before lacks them, and the job adds
 # them when it starts (nullable, so the table's earlier rows read null).
 ADDED_COLUMNS = ("sub_sequence_number",)
-# The least retention vacuum accepts: files a running batch has written but not yet committed
-# look like any uncommitted file, and a batch lives minutes, not a day.
-MIN_RETENTION_HOURS = 24
 
 
 def table_uri(bucket: str, kind: str) -> str:
@@ -72,8 +75,9 @@ def is_table(bucket: str, kind: str) -> bool:
 
 
 def create_tables(bucket: str) -> None:
-    """Create both tables, partitioned by ``dt``, unless they exist (idempotent); add the
-    ``ADDED_COLUMNS`` a table made by an earlier version lacks (its earlier rows read null).
+    """Create both tables, partitioned by ``dt`` and with ``TABLE_PROPERTIES``, unless they exist
+    (idempotent); add the ``ADDED_COLUMNS`` a table made by an earlier version lacks (its earlier
+    rows read null), and the ``RETENTION_PROPERTY`` it lacks (a value already set is kept).
 
     Raises ``ConfigurationError`` when an existing table has other columns or partitions than the
     job writes, before changing anything: delta-rs would commit the files all the same (an append
@@ -82,20 +86,33 @@ def create_tables(bucket: str) -> None:
     options = delta_storage_options()
     tables = {
         kind: DeltaTable.create(table_uri(bucket, kind), table_schema(kind), mode="ignore", partition_by=[PARTITION],
-                                storage_options=options)
+                                configuration=TABLE_PROPERTIES, storage_options=options)
         for kind in KINDS
     }  # fmt: skip
     lacking = {kind: _missing_columns(table, kind) for kind, table in tables.items()}  # both checked first
-    for kind, missing in lacking.items():
-        table = tables[kind]
-        if missing:
-            try:
-                table.alter.add_columns(missing)
-                log.info("added %s to %s", ", ".join(field.name for field in missing), table_uri(bucket, kind))
-            except CommitFailedError:  # another start of the job added them first
-                table.update_incremental()
-                if _missing_columns(table, kind):
-                    raise
+    for kind, table in tables.items():
+        _bring_up_to_date(table, kind, lacking[kind])
+
+
+def _bring_up_to_date(table: DeltaTable, kind: str, missing: list[Field]) -> None:
+    """Add the ``missing`` columns, and the ``RETENTION_PROPERTY`` a table made before it lacks."""
+    if missing:
+        _alter_once(table, lambda: table.alter.add_columns(missing), lambda: not _missing_columns(table, kind))
+        log.info("added %s to %s", ", ".join(field.name for field in missing), table.table_uri)
+    if RETENTION_PROPERTY not in table.metadata().configuration:
+        _alter_once(table, lambda: table.alter.set_table_properties(TABLE_PROPERTIES),
+                    lambda: RETENTION_PROPERTY in table.metadata().configuration)  # fmt: skip
+        log.info("set %s to %s on %s", RETENTION_PROPERTY, TABLE_PROPERTIES[RETENTION_PROPERTY], table.table_uri)
+
+
+def _alter_once(table: DeltaTable, change: Callable[[], None], done: Callable[[], bool]) -> None:
+    """Make a change to the table's schema or properties, unless another start of the job made it first."""
+    try:
+        change()
+    except CommitFailedError:  # another commit came first: fine if it was the same change
+        table.update_incremental()
+        if not done():
+            raise
 
 
 def _missing_columns(table: DeltaTable, kind: str) -> list[Field]:
@@ -185,15 +202,29 @@ def compact(bucket: str, target_mb: int = DEFAULT_COMPACT_TARGET_MB) -> list[Com
     return done
 
 
-def vacuum(bucket: str, retention_hours: int = DEFAULT_RETENTION_HOURS) -> dict[str, int]:
-    """Delete files no version younger than ``retention_hours`` uses, and files never committed
-    (a failed attempt's) once they are that old. Returns how many files each table lost."""
+def vacuum(bucket: str, retention_hours: int | None = None) -> dict[str, int]:
+    """Delete files no version younger than the retention uses, and files never committed (a failed
+    attempt's) once they are that old. The retention is each table's ``RETENTION_PROPERTY``, or
+    ``retention_hours`` when that is longer. Returns how many files each table lost.
+
+    Raises ``ConfigurationError`` naming the property when ``retention_hours`` is shorter, before
+    that table loses a file.
+    """
     deleted = {}
     for kind in KINDS:
         if is_table(bucket, kind):
             table = open_table(bucket, kind)
-            deleted[kind] = len(table.vacuum(retention_hours, dry_run=False, enforce_retention_duration=False,
-                                             full=True))  # fmt: skip
+            try:
+                files = table.vacuum(retention_hours, dry_run=False, enforce_retention_duration=True, full=True)
+            except DeltaError as error:
+                if "Invalid retention period" not in str(error):  # delta-rs's refusal of a shorter retention
+                    raise
+                kept = table.metadata().configuration.get(RETENTION_PROPERTY, "unset: Delta's default, 1 week")
+                raise ConfigurationError(
+                    f"a retention of {retention_hours} hours is shorter than {table.table_uri.rstrip('/')}'s "
+                    f"{RETENTION_PROPERTY} ({kept}), which pinned versions rely on"
+                ) from None
+            deleted[kind] = len(files)
     return deleted
 
 
