@@ -112,7 +112,7 @@ verify: install ## Recount the host ETL's S3 output against its checkpoint's met
 versions: install ## List the enriched Delta table's versions: batch and rows of each (pin one to train on)
 	$(TOOLS) versions --bucket $(S3_BUCKET)
 
-compact: install ## Compact the Delta tables' small files and vacuum (safe while the job runs)
+compact: install ## Vacuum the Delta tables, then compact their small files (safe while the job runs)
 	$(TOOLS) compact --bucket $(S3_BUCKET)
 
 jars: $(IVY_CACHE)/.fetched ## Fetch the S3A jars (a checkpoint on S3) into the Ivy cache, once

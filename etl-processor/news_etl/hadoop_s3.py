@@ -82,8 +82,9 @@ def spark_settings() -> dict[str, str]:
     """The Spark settings for an ``s3a://`` checkpoint; the endpoint and region from the AWS settings.
 
     Credentials come from the AWS SDK's default chain (environment, profile files, web identity,
-    container and instance roles), as for boto3, pyarrow and delta-rs; S3A's own default chain
-    lacks profiles and web identity (IRSA on EKS).
+    container and instance roles) on each node, as for boto3, pyarrow and delta-rs; S3A's own
+    default chain lacks profiles and web identity (IRSA on EKS). No key or token is put in Spark's
+    configuration (``fs.s3a.access.key`` and the like): it crosses Spark's RPC (docs/cluster.md).
     """
     conf = {
         **jar_settings(),

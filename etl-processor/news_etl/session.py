@@ -24,6 +24,13 @@ from news_etl.state import HDFS, ROCKSDB, RunState
 JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
 ARROW_BATCH_BYTES = 64 * 2**20
 STREAMING_ARTIFACTS = "streaming_job"  # Spark's artifact folder for streaming queries' Python planners
+# The driver's AWS settings that executors on other hosts get (``spark.executorEnv``): where AWS
+# is and how hard to retry, so that an emulator's endpoint or a region given to the driver holds
+# on every executor. No credential is among them: Spark's configuration crosses its RPC
+# (unauthenticated on a standalone cluster) and shows in its UI, and a copy of short-lived
+# credentials would expire mid-run. Executors take credentials from the default AWS chain of
+# their own environment (instance profile, web identity, or the variables the cluster manager sets).
+EXECUTOR_AWS_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_MAX_ATTEMPTS")
 
 
 def spark_master(settings: Settings) -> str | None:
@@ -42,7 +49,8 @@ STATE_STORE_PROVIDERS = {
 
 def build_session(settings: Settings, state: RunState) -> SparkSession:
     """A session for the job. Python workers import ``news_etl``: installed where the driver runs,
-    and on a cluster installed on the workers or shipped to them as one zip (``--py-files``)."""
+    and on a cluster installed on the workers or shipped to them as one zip (``--py-files``).
+    Executors get the driver's ``EXECUTOR_AWS_SETTINGS``, never its credentials."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     master = spark_master(settings)
     one_machine = bool(master and master.startswith("local"))
@@ -74,9 +82,9 @@ def build_session(settings: Settings, state: RunState) -> SparkSession:
         # compressing them costs CPU and saves nothing (BENCHMARKS.md, step 7). A cluster, and a
         # master given to spark-submit rather than to the job, keep Spark's default, compressed.
         builder = builder.config("spark.shuffle.compress", "false").config("spark.shuffle.spill.compress", "false")
-    for name, value in os.environ.items():  # executors on other hosts need the same settings
-        if name.startswith("AWS_"):
-            builder = builder.config(f"spark.executorEnv.{name}", value)
+    for name in EXECUTOR_AWS_SETTINGS:
+        if os.environ.get(name):
+            builder = builder.config(f"spark.executorEnv.{name}", os.environ[name])
     if settings.checkpoint_on_s3:
         for name, value in hadoop_s3.spark_settings().items():
             builder = builder.config(name, value)

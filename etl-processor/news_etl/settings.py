@@ -12,7 +12,10 @@ from dataclasses import dataclass
 S3, S3A = "s3://", "s3a://"
 DEFAULT_MAX_RECORDS = 100_000
 DEFAULT_MAX_BYTES = 256 * 2**20  # about 85,000 articles of 3 KB; 256 records at the 1 MiB limit
-LOCAL_MASTER = "local[*]"
+# Every local core, and up to 4 attempts per task (Spark's local[N,F]; spark.task.maxFailures does
+# this on a cluster): one failed task, such as a read that outlasted its AWS retries, is retried
+# instead of ending the query.
+LOCAL_MASTER = "local[*,4]"
 DELTA, PARQUET = "delta", "parquet"  # the output layouts (news_etl.sink)
 OUTPUT_FORMATS = (DELTA, PARQUET)
 DEFAULT_OUTPUT_FORMAT = DELTA

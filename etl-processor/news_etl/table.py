@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Schema, Transaction
+from deltalake.exceptions import DeltaError
 from deltalake.transaction import AddAction
 
 from news_etl.aws import delta_storage_options
@@ -34,16 +35,18 @@ log = logging.getLogger("etl.table")
 
 PARTITION = "dt"
 KINDS = (ENRICHED, QUARANTINED)
-# Old files kept this long after a compaction or vacuum removed them from the table: a pinned
-# version stays readable for a week (Delta's own default; a replay never needs old files).
+# Files a later version replaced are kept this long, so a pinned version stays readable for a
+# week (Delta's own default; a replay never needs old files). Each table carries it as the Delta
+# property below, which delta-rs's vacuum enforces: a shorter retention is refused. It also keeps
+# the files a running batch has written but not yet committed, which look like any uncommitted
+# file to vacuum: a batch lives minutes.
 DEFAULT_RETENTION_HOURS = 168
+RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
+TABLE_PROPERTIES = {RETENTION_PROPERTY: f"interval {DEFAULT_RETENTION_HOURS} hours"}
 # Each table's description says its layout; a table without it was made by an earlier version of
 # the job, whose enriched `dt` was the date published: a value producers control, so that 1,000
 # articles on 1,000 days made 1,000 partitions that compaction cannot merge.
 LAYOUT = "news-etl {kind}: partitioned by dt, the UTC date each record arrived in Kinesis"
-# The least retention vacuum accepts: files a running batch has written but not yet committed
-# look like any uncommitted file, and a batch lives minutes, not a day.
-MIN_RETENTION_HOURS = 24
 
 
 def table_uri(bucket: str, kind: str) -> str:
@@ -72,7 +75,8 @@ def is_table(bucket: str, kind: str) -> bool:
 
 
 def create_tables(bucket: str) -> None:
-    """Create both tables, partitioned by ``dt``, unless they exist (idempotent).
+    """Create both tables, partitioned by ``dt`` and with ``TABLE_PROPERTIES``, unless they exist
+    (idempotent).
 
     Raises ``ConfigurationError``, before creating either, when an existing table is not one this
     job writes: other columns or partitions (delta-rs would commit the files all the same, and
@@ -84,15 +88,15 @@ def create_tables(bucket: str) -> None:
             _check_table(open_table(bucket, kind), kind, table_uri(bucket, kind))
     for kind in KINDS:
         DeltaTable.create(table_uri(bucket, kind), table_schema(kind), mode="ignore", partition_by=[PARTITION],
-                          description=LAYOUT.format(kind=kind), storage_options=options)  # fmt: skip
+                          description=LAYOUT.format(kind=kind), configuration=TABLE_PROPERTIES,
+                          storage_options=options)  # fmt: skip
 
 
 def _check_table(table: DeltaTable, kind: str, uri: str) -> None:
     expected = Schema.from_arrow(table_schema(kind)).fields
     if table.schema().fields != expected or table.metadata().partition_columns != [PARTITION]:
         raise ConfigurationError(
-            f"the Delta table {uri} has other columns or partitions than this job writes: "
-            "write to another bucket"
+            f"the Delta table {uri} has other columns or partitions than this job writes: write to another bucket"
         )
     if table.metadata().description != LAYOUT.format(kind=kind):
         raise ConfigurationError(
@@ -174,15 +178,29 @@ def compact(bucket: str, target_mb: int = DEFAULT_COMPACT_TARGET_MB) -> list[Com
     return done
 
 
-def vacuum(bucket: str, retention_hours: int = DEFAULT_RETENTION_HOURS) -> dict[str, int]:
-    """Delete files no version younger than ``retention_hours`` uses, and files never committed
-    (a failed attempt's) once they are that old. Returns how many files each table lost."""
+def vacuum(bucket: str, retention_hours: int | None = None) -> dict[str, int]:
+    """Delete files no version younger than the retention uses, and files never committed (a failed
+    attempt's) once they are that old. The retention is each table's ``RETENTION_PROPERTY``, or
+    ``retention_hours`` when that is longer. Returns how many files each table lost.
+
+    Raises ``ConfigurationError`` naming the property when ``retention_hours`` is shorter, before
+    that table loses a file.
+    """
     deleted = {}
     for kind in KINDS:
         if is_table(bucket, kind):
             table = open_table(bucket, kind)
-            deleted[kind] = len(table.vacuum(retention_hours, dry_run=False, enforce_retention_duration=False,
-                                             full=True))  # fmt: skip
+            try:
+                files = table.vacuum(retention_hours, dry_run=False, enforce_retention_duration=True, full=True)
+            except DeltaError as error:
+                if "Invalid retention period" not in str(error):  # delta-rs's refusal of a shorter retention
+                    raise
+                kept = table.metadata().configuration.get(RETENTION_PROPERTY, "unset: Delta's default, 1 week")
+                raise ConfigurationError(
+                    f"a retention of {retention_hours} hours is shorter than {table.table_uri.rstrip('/')}'s "
+                    f"{RETENTION_PROPERTY} ({kept}), which pinned versions rely on"
+                ) from None
+            deleted[kind] = len(files)
     return deleted
 
 

@@ -35,6 +35,10 @@ from news_etl.schemas import (
 )
 
 REQUIRED_FIELDS = ("article_id", "title", "content", "published_at")
+# The longest article_id accepted, in UTF-8 bytes: every id is kept in the dedup state for the
+# whole horizon, so a producer must not make that state grow with its ids (a UUID is 36 bytes;
+# Kinesis bounds a partition key, the same id, to 256 characters).
+MAX_ARTICLE_ID_BYTES = 256
 # The ISO-8601 forms the contract accepts: a date, or a date and time with "T" or a space,
 # optional seconds and fraction, optional "Z" or +hh:mm offset. ASCII digits only.
 ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?", re.ASCII)
@@ -140,6 +144,8 @@ def parse_article(data: bytes) -> dict:
             raise InvalidArticleError(f"{name} is not a string")
     if not article["article_id"]:
         raise InvalidArticleError("article_id is empty")
+    if len(article["article_id"].encode()) > MAX_ARTICLE_ID_BYTES:
+        raise InvalidArticleError(f"article_id longer than {MAX_ARTICLE_ID_BYTES} bytes")
     article["published_at"] = parse_published_at(article["published_at"])
     return article
 

@@ -4,7 +4,7 @@ Submitted as docs/cluster.md says: ``spark-submit --py-files dist/news_etl.zip``
 with a Python that has the job's dependencies but not the job, on the driver and the executors
 alike, so the job runs only if the zip carries all of it. The shards are read by tasks in the
 workers' executors (each batch line names the executor that read each shard), and the output is
-the same as a ``local[*]`` run's over the same stream. With the checkpoint on S3 the nodes share
+the same as a ``local[2]`` run's over the same stream. With the checkpoint on S3 the nodes share
 nothing else (each worker has a work folder of its own, the driver an empty one): a worker and
 then the driver are killed mid-run, and the output is still exact.
 """

@@ -16,13 +16,25 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from news_etl.aws import delta_storage_options
 from news_etl.schemas import ENRICHED_SCHEMA, OUTPUT_COLUMNS, QUARANTINE_SCHEMA
+from news_etl.settings import ConfigurationError
 from news_etl.sink import WrittenFile, batch_writer
-from news_etl.table import KINDS, commit_batch, create_tables, open_table, table_schema, table_uri
+from news_etl.table import (
+    KINDS,
+    RETENTION_PROPERTY,
+    commit_batch,
+    compact,
+    create_tables,
+    open_table,
+    table_schema,
+    table_uri,
+    vacuum,
+)
 from tests.support import delta_log
 from tests.support.jobs import TOOLS_MODULE, etl, job_env, populate, run_module, start_etl
 from tests.support.output import assert_exactly_once, expected_output, output, s3_filesystem, tally
@@ -156,7 +168,12 @@ def test_compaction_keeps_every_row_and_readers_agree_on_the_latest_and_a_pinned
     at_pinned = sorted(output(moto, bucket, "enriched", version=pinned).column("article_id").to_pylist())
 
     too_short = run_module(TOOLS_MODULE, ["compact", "--bucket", bucket, "--retention-hours", "1"], moto)
-    assert too_short.returncode == 2 and "--retention-hours at least 24" in too_short.stderr, too_short.stderr
+    assert too_short.returncode == 2, too_short.stderr
+    assert too_short.stderr.strip() == (
+        f"compact: error: --retention-hours: a retention of 1 hours is shorter than s3://{bucket}/enriched's "
+        "delta.deletedFileRetentionDuration (interval 168 hours), which pinned versions rely on"
+    )
+    assert live_sizes(moto, bucket) == before  # refused before compacting
     compacted = run_module(TOOLS_MODULE, ["compact", "--bucket", bucket], moto, timeout=120)
     assert compacted.returncode == 0, compacted.stderr
     after = live_sizes(moto, bucket)
@@ -200,6 +217,56 @@ def test_tables_an_earlier_version_made_are_refused_in_one_line_and_left_unchang
                           "of the job, whose enriched dt was the date published, which producers control: write to "
                           "another bucket\n")  # fmt: skip
     assert {kind: open_table(bucket, kind).version() for kind in KINDS} == {"enriched": 1, "quarantine": 1}
+
+
+RETENTION_S = 10  # a table's retention short enough to wait out, long enough to vacuum within
+
+
+def removed_at(moto, bucket: str, version: int) -> float:
+    """When (epoch seconds) ``version`` of the enriched table removed files, as its log records it."""
+    log = delta_log.commits(s3_filesystem(moto), f"{bucket}/enriched")
+    return max(action["remove"]["deletionTimestamp"] for action in log[version] if "remove" in action) / 1000
+
+
+def test_vacuum_deletes_files_replaced_before_the_retention_and_a_version_within_it_reads(moto, bucket, monkeypatch):
+    """The job's tables keep replaced files 168 hours, and vacuum refuses less in one line naming the
+    property. On a table whose retention is 10 s: two files compacted into one, 10 s later that one
+    compacted again; vacuum deletes the first two from S3, keeps the one replaced just now, and the
+    version that uses it still reads."""
+    for name, value in moto.env().items():
+        monkeypatch.setenv(name, value)
+    create_tables(bucket)
+    for kind in KINDS:
+        assert open_table(bucket, kind).metadata().configuration == {RETENTION_PROPERTY: "interval 168 hours"}
+    with pytest.raises(ConfigurationError) as refused:
+        vacuum(bucket, retention_hours=167)
+    assert str(refused.value) == (
+        f"a retention of 167 hours is shorter than s3://{bucket}/enriched's "
+        "delta.deletedFileRetentionDuration (interval 168 hours), which pinned versions rely on"
+    )
+
+    open_table(bucket, "enriched").alter.set_table_properties({RETENTION_PROPERTY: f"interval {RETENTION_S} seconds"})
+    for batch_id, ids in enumerate([["a"], ["b"]]):
+        commit_batch(bucket, "eeee0005", batch_id, write(bucket, "eeee0005", batch_id, ids), records_read=1)
+    batch_files = [file.path for file in delta_log.live_files(s3_filesystem(moto), f"{bucket}/enriched")]
+    compact(bucket)
+    pinned = open_table(bucket, "enriched").version()
+    [merged] = [file.path for file in delta_log.live_files(s3_filesystem(moto), f"{bucket}/enriched")]
+    assert len(batch_files) == 2 and merged not in batch_files
+    time.sleep(max(0.0, removed_at(moto, bucket, pinned) + RETENTION_S + 1 - time.time()))  # the retention passes
+
+    commit_batch(bucket, "eeee0005", 2, write(bucket, "eeee0005", 2, ["c"]), records_read=1)
+    recent = [file.path for file in delta_log.live_files(s3_filesystem(moto), f"{bucket}/enriched")]
+    compact(bucket)  # replaces the merged file and batch 2's: now, inside the retention
+    assert time.time() < removed_at(moto, bucket, open_table(bucket, "enriched").version()) + RETENTION_S
+    assert vacuum(bucket) == {"enriched": 2, "quarantine": 0}
+
+    paths = [*batch_files, *recent]
+    exists = {path: info.type != pafs.FileType.NotFound
+              for path, info in zip(paths, s3_filesystem(moto).get_file_info(paths), strict=True)}  # fmt: skip
+    assert merged in recent and exists == {path: path in recent for path in paths}
+    assert read_with("deltalake", moto, bucket, pinned) == ["a", "b"]
+    assert live_ids(moto, bucket) == ["a", "b", "c"]
 
 
 @pytest.mark.faults

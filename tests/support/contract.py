@@ -24,6 +24,7 @@ ARTICLE_FIELDS = (
 )
 REQUIRED_FIELDS = ("article_id", "title", "content", "published_at")
 MAX_DEPTH = 512  # arrays and objects nested deeper are not JSON for the contract
+MAX_ARTICLE_ID_BYTES = 256  # the longest article_id, UTF-8 encoded
 
 
 # A date, or date and time ("T" or space), optional seconds and fraction, optional Z or +hh:mm.
@@ -86,6 +87,11 @@ def contract_violation(data: bytes) -> str | None:
         return "not JSON"
     if not isinstance(article, dict):
         return "not a JSON object"
+    return field_violation(article)
+
+
+def field_violation(article: dict) -> str | None:
+    """Why a JSON object is not a valid article (its required fields), or None when it is one."""
     for name in REQUIRED_FIELDS:
         if name not in article or article[name] is None:
             return f"missing {name}"
@@ -93,6 +99,8 @@ def contract_violation(data: bytes) -> str | None:
             return f"{name} is not a string"
     if not article["article_id"]:
         return "article_id is empty"
+    if len(article["article_id"].encode("utf-8")) > MAX_ARTICLE_ID_BYTES:
+        return f"article_id longer than {MAX_ARTICLE_ID_BYTES} bytes"
     try:
         parse_published_at(article["published_at"])
     except ValueError:

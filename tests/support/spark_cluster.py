@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyspark
 
-from tests.support.emulators import free_port, launch, stop_group, wait_until_ready
+from tests.support.emulators import TEST_CREDENTIALS, free_port, launch, stop_group, wait_until_ready
 
 SPARK_HOME = Path(pyspark.__file__).parent
 START_TIMEOUT_S = 120
@@ -50,7 +50,9 @@ def _spark_class(name: str, main_class: str, args: list[str], work: Path, env: d
 
 def start_cluster(work: Path, workers: int = 2, cores: int = 1, memory: str = "1g") -> StandaloneCluster:
     """A master and ``workers`` workers of ``cores`` cores each; returns once all workers are registered."""
-    env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1"}
+    # The emulators' credentials, as a cluster manager gives its workers theirs: the job passes
+    # its executors an endpoint and a region, never credentials (news_etl.session).
+    env = {**os.environ, **TEST_CREDENTIALS, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1"}
     port, ui = free_port(), free_port()
     master, master_log = _spark_class("spark-master", "org.apache.spark.deploy.master.Master",
                                       ["--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui)],

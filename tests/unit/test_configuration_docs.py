@@ -105,7 +105,7 @@ def test_the_readme_gives_each_parser_default(service, monkeypatch, tmp_path):
         if default:
             assert words(cell)[0] == default, (name, cell, default)
         elif name in effective:
-            assert effective[name] in words(cell), (name, cell, effective[name])
+            assert f"`{effective[name]}`" in cell, (name, cell, effective[name])
         else:
             assert not NUMBER.fullmatch(words(cell)[0]), (name, cell)
 

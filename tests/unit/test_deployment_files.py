@@ -176,3 +176,11 @@ def test_the_cluster_profile_submits_to_two_workers_of_the_etls_own_image(compos
     assert services["localstack"]["environment"]["CHECKPOINT_BUCKET"] == environment["CHECKPOINT_BUCKET"]
     for name in ("spark-master", "spark-worker", "cluster-etl"):
         assert not services[name].get("volumes"), name
+
+
+def test_the_cluster_workers_have_credentials_of_their_own(compose):
+    """The driver passes executors no credentials (news_etl.session): the workers, whose environment
+    their executors inherit, get the emulator's credentials and the region the driver has."""
+    worker, driver = (compose.services[name]["environment"] for name in ("spark-worker", "cluster-etl"))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        assert worker.get(name) == driver[name], name

@@ -1,4 +1,5 @@
-"""create_tables on tables an earlier version made, or that are not the job's: on local Delta tables."""
+"""create_tables on tables an earlier version made, or that are not the job's, and vacuum's retention: on
+local Delta tables."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ def tables(tmp_path, monkeypatch):
     return {kind: str(tmp_path / kind) for kind in table.KINDS}
 
 
+WEEK = {"delta.deletedFileRetentionDuration": "interval 168 hours"}  # what the docs promise a pinned version
+
+
 def test_the_tables_are_made_once_and_say_their_layout(tables):
     table.create_tables("bucket")
     table.create_tables("bucket")
@@ -29,6 +33,7 @@ def test_the_tables_are_made_once_and_say_their_layout(tables):
             == f"news-etl {kind}: partitioned by dt, the UTC date each record arrived in Kinesis"
         )
         assert made.metadata().partition_columns == ["dt"]
+        assert made.metadata().configuration == WEEK
 
 
 def test_tables_an_earlier_version_made_are_refused_unchanged(tables):
@@ -38,6 +43,35 @@ def test_tables_an_earlier_version_made_are_refused_unchanged(tables):
     with pytest.raises(ConfigurationError, match="was made by an earlier version of the job, whose enriched dt was"):
         table.create_tables("bucket")
     assert {DeltaTable(uri).version() for uri in tables.values()} == {0}
+
+
+def test_a_retention_already_set_on_a_table_is_kept(tables):
+    """An operator raised the retention: the job's start changes nothing."""
+    month = {"delta.deletedFileRetentionDuration": "interval 30 days"}
+    for kind, uri in tables.items():
+        DeltaTable.create(
+            uri,
+            table.table_schema(kind),
+            partition_by=["dt"],
+            configuration=month,
+            description=table.LAYOUT.format(kind=kind),
+        )
+    table.create_tables("bucket")
+    for uri in tables.values():
+        assert (DeltaTable(uri).version(), DeltaTable(uri).metadata().configuration) == (0, month)
+
+
+def test_vacuum_refuses_a_retention_shorter_than_the_tables_in_one_line_naming_it(tables):
+    """A shorter retention stops vacuum before it deletes or commits anything; a longer one runs."""
+    table.create_tables("bucket")
+    with pytest.raises(ConfigurationError) as refused:
+        table.vacuum("bucket", retention_hours=24)
+    assert str(refused.value) == (
+        f"a retention of 24 hours is shorter than file://{tables[table.ENRICHED]}'s "
+        "delta.deletedFileRetentionDuration (interval 168 hours), which pinned versions rely on"
+    )
+    assert {DeltaTable(uri).version() for uri in tables.values()} == {0}
+    assert table.vacuum("bucket", retention_hours=169) == {table.ENRICHED: 0, table.QUARANTINED: 0}
 
 
 @pytest.mark.parametrize(

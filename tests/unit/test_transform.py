@@ -98,6 +98,14 @@ VALIDATION_CASES = [
     *_wrong_types(),
     pytest.param(article(title=True), "title is not a string", id="title-boolean"),
     pytest.param(article(article_id=""), "article_id is empty", id="article-id-empty"),
+    pytest.param(article(article_id="a" * 256), None, id="article-id-256-bytes"),
+    pytest.param(article(article_id="a" * 257), "article_id longer than 256 bytes", id="article-id-257-bytes"),
+    pytest.param(article(article_id="\u00e9" * 128), None, id="article-id-128-two-byte-characters"),
+    pytest.param(
+        article(article_id="\u00e9" * 129), "article_id longer than 256 bytes", id="article-id-129-two-byte-characters"
+    ),
+    pytest.param(article(article_id="\U0001f600" * 65), "article_id longer than 256 bytes", id="article-id-65-emoji"),
+    pytest.param(article(article_id="x" * 65536), "article_id longer than 256 bytes", id="article-id-64-kib"),
     pytest.param(article(published_at="yesterday"), "published_at is not ISO-8601", id="published-at-word"),
     pytest.param(article(published_at=""), "published_at is not ISO-8601", id="published-at-empty"),
     pytest.param(
