@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+from tests.support import delta_log
 from tests.support.hostile import RECORD_LIMIT, record_limit_shapes
 from tests.support.hostile import article as minimal_article
 from tests.support.jobs import start_etl
-from tests.support.output import assert_exactly_once, tally
+from tests.support.output import assert_exactly_once, output, s3_filesystem, tally
 from tests.support.process_tree import PeakRss
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -163,8 +165,17 @@ EXPLICIT = [
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "0"))  # drawn ones, besides EXPLICIT
 
 
-def run_once(emulator, records: list[bytes], tmp_path_factory, *args: str) -> tuple[str, str, int]:
-    """Put ``records`` into a new stream and run the job once over it: (stream, bucket, peak RSS bytes)."""
+@dataclass(frozen=True)
+class Run:
+    stream: str
+    bucket: str
+    peak: int  # the job's process tree's peak RSS, bytes
+    checkpoint: Path
+    stdout: str
+
+
+def run_once(emulator, records: list[bytes], tmp_path_factory, *args: str) -> Run:
+    """Put ``records`` into a new stream and run the job once over it."""
     stream, bucket = f"hostile-{uuid.uuid4().hex[:10]}", f"hostile-{uuid.uuid4().hex[:10]}"
     kinesis = emulator.client("kinesis")
     kinesis.create_stream(StreamName=stream, ShardCount=2)
@@ -172,11 +183,12 @@ def run_once(emulator, records: list[bytes], tmp_path_factory, *args: str) -> tu
     emulator.client("s3").create_bucket(Bucket=bucket)
     put_all(kinesis, stream, records)
     checkpoint = tmp_path_factory.mktemp("hostile") / "checkpoint"
-    job = start_etl(emulator, stream, bucket, checkpoint, "--once", *args, stdout=subprocess.DEVNULL)
-    with PeakRss(job.pid) as peak:
-        job.wait(timeout=600)
+    with open(f"{checkpoint}.out", "w") as stdout:
+        job = start_etl(emulator, stream, bucket, checkpoint, "--once", *args, stdout=stdout)
+        with PeakRss(job.pid) as peak:
+            job.wait(timeout=600)
     assert job.returncode == 0, Path(f"{checkpoint}.log").read_text()[-3000:]
-    return stream, bucket, peak.bytes
+    return Run(stream, bucket, peak.bytes, checkpoint, Path(f"{checkpoint}.out").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +196,7 @@ def plain_peak(moto, tmp_path_factory) -> int:
     """Peak RSS of the job's process tree over PLAIN_RECORDS ordinary articles."""
     plain = [json.dumps(minimal_article(article_id=str(uuid.uuid4()), content="a b c " * 300)).encode()
              for _ in range(PLAIN_RECORDS)]  # fmt: skip
-    return run_once(moto, plain, tmp_path_factory)[2]
+    return run_once(moto, plain, tmp_path_factory).peak
 
 
 @settings(
@@ -203,7 +215,8 @@ def test_hostile_records_are_each_enriched_quarantined_or_dropped_as_repeats(
     exactly what the contract says."""
     records = [data for data in drawn if len(data) <= RECORD_LIMIT]
     assert len(records) <= PLAIN_RECORDS
-    stream, bucket, peak = run_once(moto, records, tmp_path_factory)
+    run = run_once(moto, records, tmp_path_factory)
+    stream, bucket, peak = run.stream, run.bucket, run.peak
     print(f"peak RSS of the job: {peak / 2**20:.0f} MiB; plain articles: {plain_peak / 2**20:.0f} MiB")
     assert peak <= MEMORY_BOUND * plain_peak, (peak, plain_peak)
     outcome = tally(moto, stream, bucket)
@@ -220,10 +233,35 @@ def test_records_at_the_limit_are_read_in_batches_bounded_in_bytes(moto, tmp_pat
     records = [json.dumps(minimal_article(article_id=str(uuid.uuid4()), content=words)).encode()
                for _ in range(RECORDS_AT_THE_LIMIT)]  # fmt: skip
     assert all(len(data) <= RECORD_LIMIT for data in records)
-    stream, bucket, peak = run_once(moto, records, tmp_path_factory, "--max-bytes-per-batch", str(BYTE_BUDGET))
+    run = run_once(moto, records, tmp_path_factory, "--max-bytes-per-batch", str(BYTE_BUDGET))
+    stream, bucket, peak = run.stream, run.bucket, run.peak
     print(f"peak RSS of the job: {peak / 2**20:.0f} MiB; plain articles: {plain_peak / 2**20:.0f} MiB")
     outcome = tally(moto, stream, bucket)
     fault_report(f"{RECORDS_AT_THE_LIMIT} records of 1 MB, 32 MiB batches: peak {peak / plain_peak:.1f}x a plain run's",
                  outcome)  # fmt: skip
     assert (outcome.records, outcome.lost, outcome.duplicated, outcome.unexpected) == (len(records), 0, 0, 0)
     assert peak <= BYTES_MEMORY_BOUND * plain_peak, (peak, plain_peak)
+
+
+def test_producer_values_cannot_multiply_files_state_or_console_lines(moto, tmp_path_factory):
+    """1,000 valid articles published on 1,000 days between 1900 and 2100, and 20 with 64 KiB ids:
+    every record accounted for (the long ids quarantined), each table in a file per arrival date
+    after the run's compaction, and the checkpoint's windows and the console bounded."""
+    first = datetime(1900, 1, 1, 9, tzinfo=UTC)
+    days = [first + timedelta(days=round(day * 73_049 / 999)) for day in range(1_000)]  # 1900-01-01 .. 2100-01-01
+    records = [json.dumps(minimal_article(article_id=str(uuid.uuid4()), published_at=day.isoformat())).encode()
+               for day in days]  # fmt: skip
+    records += [json.dumps(minimal_article(article_id=f"{n}-" + "x" * 65_536)).encode() for n in range(20)]
+    run = run_once(moto, records, tmp_path_factory)
+    outcome = tally(moto, run.stream, run.bucket)
+    assert (outcome.records, outcome.lost, outcome.duplicated, outcome.unexpected) == (1_020, 0, 0, 0)
+    assert_exactly_once(moto, run.stream, run.bucket)
+    quarantined = output(moto, run.bucket, "quarantine").column("error").to_pylist()
+    assert quarantined == ["article_id longer than 256 bytes"] * 20
+    for kind in ("enriched", "quarantine"):
+        files = delta_log.live_files(s3_filesystem(moto), f"{run.bucket}/{kind}")
+        assert len(files) == len({file.dt for file in files}) <= 2, kind  # one arrival date (two across midnight)
+    windows = json.loads((run.checkpoint / "etl-state.json").read_text())["hourly"]
+    assert len(windows) <= 8 * 24 + 367 + 2, len(windows)  # a week of hours, a year of days, earlier and later
+    assert {"earlier", "later"} <= set(windows)
+    assert len(run.stdout.splitlines()) < 200, run.stdout[-3000:]
