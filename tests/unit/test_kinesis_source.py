@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -449,6 +450,29 @@ def test_records_trimmed_before_they_were_read_are_reported_once_where_reading_r
     more = kinesis.put(SHARD, 2)
     assert read(kinesis, partition(batch=2, position={"after": sequences[5]}), store) == more
     assert store.get(2, SHARD).trimmed is None
+
+
+@pytest.mark.parametrize("refuse_trimmed", [False, True])
+def test_a_replay_whose_records_were_trimmed_since_reads_what_is_left_and_records_the_gap(kinesis, store,
+                                                                                          refuse_trimmed):  # fmt: skip
+    """Batch 1 read 4 records, then (a crash, downtime) retention trimmed the last record batch 0 read
+    and the first two of batch 1's: the replay yields the two left, records them with the gap, and the
+    batch's end stays where the first read put it; with failOnTrimmed it stops instead."""
+    kinesis.refuse_trimmed = refuse_trimmed
+    sequences = kinesis.put(SHARD, 6)
+    read(kinesis, partition(batch=0, max_records=2), store)
+    assert read(kinesis, partition(batch=1, position={"after": sequences[1]}), store) == sequences[2:]
+    first = store.get(1, SHARD)
+    kinesis.trim(SHARD, 4)
+    strict = replace(partition(batch=1, position={"after": sequences[1]}), fail_on_trimmed=True)
+    with pytest.raises(TrimmedRecordsError, match="--fail-on-trimmed"):
+        read(kinesis, strict, store)
+    assert read(kinesis, partition(batch=1, position={"after": sequences[1]}), store) == sequences[4:]
+    gap = TrimmedGap(
+        after=sequences[1], resumed_at=sequences[4], resumed_arrival=(T0 + timedelta(seconds=4)).isoformat()
+    )
+    assert store.load(1) == {SHARD: replace(first, records=2, rows=2, trimmed=gap)}
+    assert store.get(1, SHARD) == first  # the first read's end, which the next batch starts after
 
 
 def test_a_gap_before_an_empty_shard_is_reported_by_the_batch_that_reads_past_it(kinesis, store):

@@ -210,7 +210,7 @@ def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Itera
     """Yield the shard's records for this batch, then record (or respect) where the batch ends."""
     recorded = store.get(partition.batch, partition.shard_id)
     if recorded is not None:
-        yield from replay_shard(client, partition, recorded)
+        yield from replay_shard(client, partition, recorded, store)
         return
     reader = ShardReader(client, partition.stream, partition.shard_id, partition.position)
     until = parse_timestamp(partition.until) if partition.until else None
@@ -260,21 +260,30 @@ def read_shard(client, partition: ShardPartition, store: ShardEndStore) -> Itera
         )
 
 
-def replay_shard(client, partition: ShardPartition, recorded: ShardEnd) -> Iterator[pa.RecordBatch]:
+def replay_shard(
+    client, partition: ShardPartition, recorded: ShardEnd, store: ShardEndStore
+) -> Iterator[pa.RecordBatch]:
     """Read exactly the records an earlier attempt of this batch read: up to its recorded end.
 
     An end recorded before aggregates were read as their user records (no ``rows``) is replayed
     as that version read it, a record a row (an aggregate quarantined whole, ``READ_WHOLE_BEFORE``),
     so that the batch's rows add up to what it recorded.
+
+    Records the stream's retention trimmed since the first read (a crash, then downtime near the
+    retention) cannot be read again: the replay yields those that are left, and records what it
+    read with the gap (``ShardEndStore.put_replayed``), which the batch reports as a first read
+    reports one; or stops with ``failOnTrimmed``.
     """
     if recorded.records == 0:
         return
     reader = ShardReader(client, partition.stream, partition.shard_id, partition.position)
     end = int(recorded.last_sequence_number)
     read = rows = 0
+    first: dict | None = None
     while read < recorded.records:
         records = reader.next_records(MAX_RECORDS_PER_CALL)
         kept = [r for r in records if int(r["SequenceNumber"]) <= end]
+        first = first or (kept[0] if kept else None)
         read += len(kept)
         for batch in records_to_batches(partition.shard_id, kept, deaggregate=recorded.rows is not None):
             rows += batch.num_rows
@@ -282,10 +291,15 @@ def replay_shard(client, partition: ShardPartition, recorded: ShardEnd) -> Itera
         if len(kept) < len(records) or reader.finished or (not records and reader.millis_behind_latest == 0):
             break
     where = f"replay of batch {partition.batch} on {partition.stream}/{partition.shard_id}"
-    if read != recorded.records:
-        raise RuntimeError(
-            f"{where} found {read} records where the first read found {recorded.records}: records were trimmed "
-            "from the shard meanwhile"
-        )
-    if rows != recorded.rows_read:
-        raise RuntimeError(f"{where} made {rows} rows of its records where the first read made {recorded.rows_read}")
+    if read == recorded.records:
+        if rows != recorded.rows_read:
+            raise RuntimeError(f"{where} made {rows} rows of its records, where the first read {recorded.rows_read}")
+        return
+    if read > recorded.records:
+        raise RuntimeError(f"{where} found {read} records where the first read found {recorded.records}")
+    gap = TrimmedGap(after=partition.position.get("after"), resumed_at=first and first["SequenceNumber"],
+                     resumed_arrival=first and first["ApproximateArrivalTimestamp"].isoformat())  # fmt: skip
+    if partition.fail_on_trimmed:
+        raise TrimmedRecordsError.of(partition.stream, partition.shard_id, gap)
+    store.put_replayed(partition.batch, partition.shard_id, replace(recorded, records=read, rows=rows, trimmed=gap,
+                                                                    executor=executor_id()))  # fmt: skip

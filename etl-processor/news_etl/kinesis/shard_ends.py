@@ -79,6 +79,7 @@ class ShardEnd:
 
 
 OFFSET_FILE = "_offset.json"  # beside a batch's shard ends: the batch's offset, as Spark logged it
+REPLAYED = "_replayed"  # a folder beside them: what a replay could read where records were trimmed since
 
 
 class ShardEndStore:
@@ -116,17 +117,25 @@ class ShardEndStore:
         """Record the batch's offset; a re-plan of the same batch (a restart) replaces it."""
         checkpoint_files.replace(self._file(batch, OFFSET_FILE), json.dumps(offset).encode())
 
+    def put_replayed(self, batch: int, shard_id: str, end: ShardEnd) -> None:
+        """Record what a replay of the batch read where records were trimmed since its first read
+        (the same end, fewer records, the gap); ``load`` gives it instead of the first read's."""
+        checkpoint_files.replace(self._file(batch, f"{REPLAYED}/{shard_id}.json"), end.to_json())
+
     def offset(self, batch: int) -> dict | None:
         document = checkpoint_files.read(self._file(batch, OFFSET_FILE))
         return json.loads(document) if document is not None else None
 
     def load(self, batch: int) -> dict[str, ShardEnd]:
+        """Each shard's end of the batch: what its replay read where one recorded that, else its first read."""
+        return self._load(f"{batch:012d}") | self._load(f"{batch:012d}/{REPLAYED}")
+
+    def _load(self, folder: str) -> dict[str, ShardEnd]:
         filesystem, root = checkpoint_files.filesystem(self._path)
-        selector = pafs.FileSelector(f"{root}/{batch:012d}", allow_not_found=True)
         ends = {}
-        for info in filesystem.get_file_info(selector):
+        for info in filesystem.get_file_info(pafs.FileSelector(f"{root}/{folder}", allow_not_found=True)):
             name = info.base_name
-            if name.endswith(".json") and not name.startswith((".", "_")):
+            if info.type == pafs.FileType.File and name.endswith(".json") and not name.startswith((".", "_")):
                 with filesystem.open_input_stream(info.path) as stream:
                     ends[name.removesuffix(".json")] = ShardEnd.from_json(stream.read())
         return ends
