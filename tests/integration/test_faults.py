@@ -105,6 +105,36 @@ def test_an_s3_outage_stops_the_job_in_one_line_and_a_rerun_is_exact(moto, strea
 
 
 @pytest.mark.slow  # make faults
+def test_a_replay_that_meets_records_trimmed_since_reports_the_gap_and_writes_the_rest(
+    moto, stream_name, bucket, tmp_path, fault_report
+):
+    """A batch read its records (its shard ends recorded), then its Delta commit failed (the job
+    stopped); before the rerun, retention trimmed the first 50 of them. The rerun replays the batch:
+    it exits 0, reports the gap once, and writes what is left exactly once."""
+    populate(moto, stream_name, "--shards", "1", "--count", "100", "--seed", "73", "--bad-ratio", "0.05")
+    checkpoint = tmp_path / "checkpoint"
+    assert etl(moto, stream_name, bucket, checkpoint, "--once").returncode == 0
+    populate(moto, stream_name, "--count", "200", "--seed", "74", "--bad-ratio", "0.05")
+    records = read_stream(moto.client("kinesis"), stream_name)
+    with FaultProxy(moto.endpoint) as proxy:
+        proxy.faults = [s3_unavailable("PUT", path="/_delta_log/")]
+        down = etl(through(proxy, moto), stream_name, bucket, checkpoint, "--once", env={"AWS_MAX_ATTEMPTS": "2"})
+        assert down.returncode == 1, down.stderr[-3000:]
+        assert (checkpoint / "kinesis-shard-ends" / f"{1:012d}").is_dir()  # batch 1 was read, not committed
+        proxy.faults = []
+        proxy.trimmed = [TrimmedShard(records[150].shard_id, records[150].sequence_number)]
+        run = etl(through(proxy, moto), stream_name, bucket, checkpoint, "--once")
+    assert run.returncode == 0, run.stderr[-3000:]
+    [line] = [line for line in run.stdout.splitlines() if "TRIMMED:" in line]
+    assert f"records after sequence number {records[99].sequence_number} were trimmed" in line
+    assert f"reading resumed at {records[150].sequence_number}" in line
+    readable = records[:100] + records[150:]
+    outcome = tally(moto, stream_name, bucket, readable)
+    fault_report("a replay after 50 of its records were trimmed: report", outcome)
+    assert_exactly_once(moto, stream_name, bucket, readable)
+
+
+@pytest.mark.slow  # make faults
 def test_kinesis_throttling_that_does_not_end_stops_the_job_in_one_line(
     moto, stream_name, bucket, tmp_path, fault_report
 ):

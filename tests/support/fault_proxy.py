@@ -28,17 +28,18 @@ class Fault:
     name: str
     kinesis_operation: str | None = None  # e.g. "GetRecords" (from the X-Amz-Target header)
     s3_method: str | None = None  # e.g. "PUT"
+    s3_path: str = ""  # only requests whose path holds this, e.g. "/_delta_log/"
     probability: float = 1.0
     status: int = 400
     body: bytes = b""
     content_type: str = "application/x-amz-json-1.1"
     spares_fresh_iterators: bool = False  # GetRecords: only iterators from earlier GetRecords calls
 
-    def matches(self, method: str, headers) -> bool:
+    def matches(self, method: str, path: str, headers) -> bool:
         target = headers.get("X-Amz-Target", "")
         if self.kinesis_operation:
             return target.endswith(f".{self.kinesis_operation}")
-        return not target.startswith("Kinesis") and method == self.s3_method
+        return not target.startswith("Kinesis") and method == self.s3_method and self.s3_path in path
 
 
 def kinesis_throttling(operation: str, probability: float) -> Fault:
@@ -46,10 +47,10 @@ def kinesis_throttling(operation: str, probability: float) -> Fault:
     return Fault(f"{operation} throttled", kinesis_operation=operation, probability=probability, body=body)
 
 
-def s3_unavailable(method: str, probability: float = 1.0) -> Fault:
+def s3_unavailable(method: str, probability: float = 1.0, path: str = "") -> Fault:
     body = b"<Error><Code>ServiceUnavailable</Code><Message>injected by the fault proxy</Message></Error>"
-    return Fault(f"S3 {method} 503", s3_method=method, probability=probability, status=503, body=body,
-                 content_type="application/xml")  # fmt: skip
+    return Fault(f"S3 {method}{f' {path}' if path else ''} 503", s3_method=method, s3_path=path,
+                 probability=probability, status=503, body=body, content_type="application/xml")  # fmt: skip
 
 
 def kinesis_iterator_expired(probability: float) -> Fault:
@@ -148,10 +149,10 @@ class FaultProxy:
         hold.release.wait()
         return True
 
-    def _fault_for(self, method: str, headers, body: bytes) -> Fault | None:
+    def _fault_for(self, method: str, path: str, headers, body: bytes) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if not fault.matches(method, headers):
+                if not fault.matches(method, path, headers):
                     continue
                 if fault.spares_fresh_iterators and json.loads(body)["ShardIterator"] in self.fresh_iterators:
                     continue
@@ -191,7 +192,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _forward(self) -> None:
         proxy: FaultProxy = self.server.proxy
         body = self._body()
-        fault = proxy._fault_for(self.command, self.headers, body)
+        fault = proxy._fault_for(self.command, self.path, self.headers, body)
         if fault:
             self._respond(fault.status, [("Content-Type", fault.content_type)], fault.body)
             return
