@@ -72,6 +72,11 @@ def s3_client():
     return boto3.client("s3", region_name=region(), config=BOTO_CONFIG)
 
 
+def folder_has_objects(bucket: str, folder: str) -> bool:
+    """Whether anything is stored under ``s3://bucket/folder/`` (one LIST of one key)."""
+    return bool(s3_client().list_objects_v2(Bucket=bucket, Prefix=f"{folder}/", MaxKeys=1).get("KeyCount"))
+
+
 def s3_filesystem() -> pafs.S3FileSystem:
     """pyarrow's S3 client. Unlike boto3 it does not read AWS_ENDPOINT_URL, so it is passed on."""
     return pafs.S3FileSystem(

@@ -28,7 +28,7 @@ from deltalake.exceptions import DeltaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from news_etl.aws import kinesis_client, s3_client
+from news_etl.aws import folder_has_objects, kinesis_client, s3_client
 from news_etl.kinesis import ShardEnd, ShardEndStore
 from news_etl.kinesis.offsets import positions_after
 from news_etl.report import batch_report, show
@@ -109,10 +109,6 @@ def check_output_folders(bucket: str, output_format: str) -> None:
         if output_format == PARQUET and delta:
             raise ConfigurationError(f"s3://{bucket}/{kind}/ is a Delta table, where plain Parquet output cannot "
                                      "go: use another bucket, or --output-format delta")  # fmt: skip
-
-
-def folder_has_objects(bucket: str, kind: str) -> bool:
-    return bool(s3_client().list_objects_v2(Bucket=bucket, Prefix=f"{kind}/", MaxKeys=1).get("KeyCount"))
 
 
 def start_session(settings: Settings, state: RunState) -> SparkSession:

@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from news_etl import checkpoint_files
+from news_etl.aws import folder_has_objects
 from news_etl.kinesis import ShardEndStore
 from news_etl.schemas import ENRICHED, QUARANTINED
 from news_etl.settings import PARQUET, ConfigurationError, Settings
@@ -93,20 +94,6 @@ def latest_record(bucket: str, stream: str, stream_created: str) -> TableRecord 
     return next((_record(c) for c in _history(bucket) if _is_record_of(c, stream, stream_created)), None)
 
 
-def _record_to_start_from(settings: Settings, stream_created: str) -> TableRecord | None:
-    """``latest_record``, or a refusal where an earlier version of the job, which recorded no
-    positions, committed after it (its rows would be read again)."""
-    for commit in _history(settings.bucket):
-        if _is_record_of(commit, settings.stream, stream_created):
-            return _record(commit)
-        if "news_etl.run_id" in commit and STREAM not in commit:
-            raise ConfigurationError(
-                f"s3://{settings.bucket}/{ENRICHED} holds batches of an earlier version of the job, which did not "
-                f"record where they read to: restore {settings.checkpoint}/spark, or write to another bucket"
-            )
-    return None
-
-
 def spark_has_batches(settings: Settings) -> bool:
     """Whether Spark's part of the checkpoint has logged a batch (its ``offsets/`` folder)."""
     filesystem, root = checkpoint_files.filesystem(settings.checkpoint)
@@ -125,7 +112,7 @@ def check_start(settings: Settings, state: RunState) -> None:
     elif state.output_format == PARQUET:
         _refuse_parquet_without_spark(settings)
     else:
-        record = _record_to_start_from(settings, state.stream_created)
+        record = latest_record(settings.bucket, settings.stream, state.stream_created)
         _start_again(settings, state, record)
         if record is not None:
             log.info("Spark's checkpoint has no batch: starting where the tables' records end (run %s, batch %d, "
@@ -147,10 +134,8 @@ def _check_still_the_writer(settings: Settings, state: RunState) -> None:
 
 
 def _refuse_parquet_without_spark(settings: Settings) -> None:
-    filesystem, _ = checkpoint_files.filesystem(f"s3://{settings.bucket}")
     for kind in (ENRICHED, QUARANTINED):
-        selector = pafs.FileSelector(f"{settings.bucket}/{kind}", recursive=True, allow_not_found=True)
-        if any(info.type == pafs.FileType.File for info in filesystem.get_file_info(selector)):
+        if folder_has_objects(settings.bucket, kind):
             raise ConfigurationError(
                 f"s3://{settings.bucket}/{kind}/ holds plain Parquet output, which records nothing a query without "
                 f"Spark's checkpoint could start from: restore {settings.checkpoint}/spark, or write to another bucket"
