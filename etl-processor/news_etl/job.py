@@ -197,6 +197,25 @@ class BatchHandler:
         show(batch_report(self.settings.stream, batch_id, result, ends, self.state, time.monotonic() - started))
 
 
+class LateRecords:
+    """Records the dedup watermark dropped as late, from Spark's progress of each batch (which
+    comes after the batch's ``foreachBatch``): reported, and counted as lost (``RunState.drop_late``)."""
+
+    def __init__(self, settings: Settings, state: RunState) -> None:
+        self.settings, self.state = settings, state
+
+    def take(self, progress: list) -> None:
+        for batch in progress:
+            late = sum(operator.numRowsDroppedByWatermark for operator in batch.stateOperators)
+            if self.state.drop_late(batch.batchId, late) and late:
+                save_state(self.settings.state_file, self.state)
+                if self.settings.metrics_json:
+                    save_metrics(self.settings.metrics_json, self.state)
+                horizon = self.settings.dedup_horizon_hours
+                show(f"  LATE: batch {batch.batchId}: the dedup watermark dropped {late} records that arrived more "
+                     f"than {horizon} h before the newest one read: lost, not duplicates")  # fmt: skip
+
+
 def run(spark: SparkSession, settings: Settings, state: RunState) -> None:
     seed = load_seed(settings.bucket, state.seed) if state.output_format == DELTA else None
     if seed is not None and seed.num_rows:
@@ -213,6 +232,7 @@ def run(spark: SparkSession, settings: Settings, state: RunState) -> None:
     else:
         writer = writer.trigger(processingTime=f"{settings.trigger_interval} seconds")
     query = writer.start()
+    late = LateRecords(settings, state)
     log.info("query started on stream %s, checkpoint %s", settings.stream, settings.checkpoint)
     while query.isActive:
         query.awaitTermination(IDLE_POLL_S)
@@ -224,6 +244,8 @@ def run(spark: SparkSession, settings: Settings, state: RunState) -> None:
         if settings.idle_timeout and not settings.once and idle > settings.idle_timeout:
             log.info("no new records for %.0f s: stopping", idle)
             query.stop()
+        late.take(query.recentProgress)
+    late.take(query.recentProgress)
     if query.exception():
         raise query.exception()
     if state.output_format == DELTA and settings.compact_target_mb:

@@ -93,8 +93,9 @@ def recount(state: RunState) -> tuple[dict[str, int], dict[str, list[int]], list
 def compare(state: RunState, counts: dict[str, int], hourly: dict[str, list[int]]) -> list[str]:
     """What disagrees, one line each; empty when the output matches the metrics."""
     problems = []
-    if state.records_read != state.enriched + state.quarantined + state.duplicates_dropped:
-        problems.append(f"metrics do not add up: read {state.records_read} != enriched + quarantined + duplicates")
+    if state.records_read != state.enriched + state.quarantined + state.duplicates_dropped + state.late_dropped:
+        problems.append(f"metrics do not add up: read {state.records_read} != enriched + quarantined + duplicates "
+                        "+ late")  # fmt: skip
     for kind, expected in ((ENRICHED, state.enriched), (QUARANTINED, state.quarantined)):
         if counts[kind] != expected:
             problems.append(f"{kind}: metrics say {expected} rows, S3 holds {counts[kind]}")

@@ -44,6 +44,7 @@ class Settings:
     dedup_horizon_hours: int
     max_quarantine_ratio: float | None = None
     fail_on_trimmed: bool = False
+    allow_late: bool = False  # exit 0 when the dedup watermark dropped late records
     state_partitions: int | None = None  # None: the checkpoint's, or for a new one the cores at its start
     output_format: str | None = None  # None: the checkpoint's, or for a new one DEFAULT_OUTPUT_FORMAT
     compact_target_mb: int = DEFAULT_COMPACT_TARGET_MB  # 0: no compaction at the end of a run

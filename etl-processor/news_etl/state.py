@@ -92,6 +92,8 @@ class RunState:
     quarantined: int = 0
     duplicates_dropped: int = 0
     trimmed_gaps: int = 0  # places where records were trimmed by retention before they were read
+    late_dropped: int = 0  # records the dedup watermark dropped as late (``drop_late``)
+    late_checked_batch_id: int = -1  # the last batch whose late records were counted
     hourly: dict[str, list[int]] = field(default_factory=dict)  # windows: hours, days, EARLIER, LATER
     state_store: str = ""  # the dedup state's store, fixed when the checkpoint is made ("": made before RocksDB)
     state_partitions: int = 0  # the dedup state's partitions, fixed when its first batch runs (0: not yet)
@@ -117,6 +119,16 @@ class RunState:
         fold_old_hours(self.hourly)
         return True
 
+    def drop_late(self, batch_id: int, late: int) -> bool:
+        """Count a batch's late records (Spark's ``numRowsDroppedByWatermark``) as lost, not as
+        the duplicates ``apply`` counted them as; once per batch id. Returns whether it was new."""
+        if batch_id <= self.late_checked_batch_id:
+            return False
+        self.late_checked_batch_id = batch_id
+        self.duplicates_dropped -= late
+        self.late_dropped += late
+        return True
+
     def metrics(self) -> dict:
         """The ``--metrics-json`` document."""
         outside = (EARLIER, LATER)
@@ -126,6 +138,7 @@ class RunState:
             "quarantined": self.quarantined,
             "duplicates_dropped": self.duplicates_dropped,
             "trimmed_gaps": self.trimmed_gaps,
+            "late_dropped": self.late_dropped,
             "hourly": _window_rows({w: c for w, c in self.hourly.items() if is_hour(w)}, suffix=""),
             "daily": _window_rows({w: c for w, c in daily(self.hourly).items() if w not in outside}, "T00:00:00Z"),
             # published more than PUBLISHED_WITHIN_DAYS before arrival, or more than a day after

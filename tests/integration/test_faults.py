@@ -135,6 +135,42 @@ def test_a_replay_that_meets_records_trimmed_since_reports_the_gap_and_writes_th
 
 
 @pytest.mark.slow  # make faults
+def test_records_the_watermark_drops_as_late_are_reported_as_lost_and_fail_the_run(
+    moto, stream_name, bucket, tmp_path, fault_report
+):
+    """The second lot's arrival times moved 8 days back (the proxy rewrites them): behind the
+    watermark the first run left (its newest arrival less the 168 h horizon; Spark filters late rows
+    by the watermark of the batch before, so the first run has two), so Spark drops them as
+    late. The run writes nothing of them, prints a LATE line, counts them as late, not duplicates,
+    and exits 4 in one line; with --allow-late, the same exits 0."""
+    populate(moto, stream_name, "--shards", "1", "--count", "100", "--seed", "75")
+    checkpoint, metrics = tmp_path / "checkpoint", tmp_path / "metrics.json"
+    assert etl(moto, stream_name, bucket, checkpoint, "--once", "--max-records-per-batch", "50").returncode == 0
+    before = object_etags(moto, bucket)
+    populate(moto, stream_name, "--count", "60", "--seed", "76", "--bad-ratio", "0.1")
+    with FaultProxy(moto.endpoint) as proxy:
+        proxy.arrival_shift_s = -8 * 24 * 3600.0
+        run = etl(through(proxy, moto), stream_name, bucket, checkpoint, "--once", "--metrics-json", str(metrics))
+    assert run.returncode == 4, run.stderr[-3000:]
+    [error] = [line for line in run.stderr.splitlines() if line.startswith("etl: error:")]
+    assert error.startswith("etl: error: the dedup watermark dropped 60 records as late")
+    assert len([line for line in run.stdout.splitlines() if "LATE:" in line]) >= 1
+    counts = json.loads(metrics.read_text())
+    assert (counts["records_read"], counts["late_dropped"], counts["duplicates_dropped"]) == (160, 60, 0)
+    assert object_etags(moto, bucket).keys() - before.keys() <= {key for key in object_etags(moto, bucket)
+                                                                 if "/_delta_log/" in key}  # fmt: skip
+    populate(moto, stream_name, "--count", "10", "--seed", "77")
+    with FaultProxy(moto.endpoint) as proxy:
+        proxy.arrival_shift_s = -8 * 24 * 3600.0
+        allowed = etl(through(proxy, moto), stream_name, bucket, checkpoint, "--once", "--allow-late")
+    assert allowed.returncode == 0, allowed.stderr[-3000:]
+    fault_report(
+        "records behind the watermark: reported late, run fails",
+        tally(moto, stream_name, bucket, read_stream(moto.client("kinesis"), stream_name)[:100]),
+    )
+
+
+@pytest.mark.slow  # make faults
 def test_kinesis_throttling_that_does_not_end_stops_the_job_in_one_line(
     moto, stream_name, bucket, tmp_path, fault_report
 ):

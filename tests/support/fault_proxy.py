@@ -105,6 +105,14 @@ class Hold:
     seen: int = 0
 
 
+def shift_arrivals(answer: bytes, seconds: float) -> bytes:
+    """A GetRecords answer whose records arrived ``seconds`` later (earlier, when negative)."""
+    page = json.loads(answer)
+    for record in page["Records"]:
+        record["ApproximateArrivalTimestamp"] += seconds
+    return json.dumps(page).encode()
+
+
 class FaultProxy:
     """``endpoint`` forwards to ``upstream`` except where an active fault answers instead."""
 
@@ -114,6 +122,7 @@ class FaultProxy:
         self.trimmed: list[TrimmedShard] = []
         self.fresh_iterators: set[str] = set()  # from GetShardIterator: never expired by the proxy
         self.max_page: int | None = None  # GetRecords returns at most this many records (AWS pages by size)
+        self.arrival_shift_s = 0.0  # added to every record's ApproximateArrivalTimestamp that GetRecords returns
         self.hold: Hold | None = None
         self.answered: Counter[str] = Counter()  # the upstream's error answers, by error type
         self.injected: Counter[str] = Counter()
@@ -218,6 +227,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             connection.request(self.command, self.path, body=body, headers=headers)
             response = connection.getresponse()
             answer = response.read()
+            if operation == "GetRecords" and response.status == 200 and proxy.arrival_shift_s:
+                answer = shift_arrivals(answer, proxy.arrival_shift_s)
             with proxy._lock:
                 if operation == "GetShardIterator" and response.status == 200:
                     proxy.fresh_iterators.add(json.loads(answer)["ShardIterator"])

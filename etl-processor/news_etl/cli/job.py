@@ -5,7 +5,7 @@
 Every flag has an environment fallback (README.md, "Configuration"); a bad value exits 2 with
 one line naming the flag. ``main`` configures logging, runs the job (``news_etl.job``) and
 turns what stops it into one line on stderr: 0 done, 1 a configuration, AWS or query error,
-2 a bad flag, 3 the quarantine gate (docs/operations.md, "Exit codes").
+2 a bad flag, 3 the quarantine gate, 4 late records dropped (docs/operations.md, "Exit codes").
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ log = logging.getLogger("etl")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 S3_CHECKPOINT = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^/]+)+/?$")  # s3://bucket/prefix, no //
 STREAM_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
-EXIT_QUARANTINE_GATE = 3
+EXIT_QUARANTINE_GATE, EXIT_LATE = 3, 4
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--fail-on-trimmed", action="store_true", default=env("FAIL_ON_TRIMMED", "").lower() in ("1", "true", "yes"),
         help="stop with an error, instead of reporting them, when records were trimmed by the stream's "
              "retention before they were read (env FAIL_ON_TRIMMED)")  # fmt: skip
+    add("--allow-late", action="store_true", default=env("ALLOW_LATE", "").lower() in ("1", "true", "yes"),
+        help="exit 0, instead of 4, when the dedup watermark dropped records as late (env ALLOW_LATE)")  # fmt: skip
     add("--state-partitions", type=int, default=env("STATE_PARTITIONS"),
         help="partitions of the dedup state, for a new checkpoint (fixed for its life; env STATE_PARTITIONS; "
              "default: the cores Spark has when the checkpoint starts)")  # fmt: skip
@@ -171,6 +173,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         dedup_horizon_hours=args.dedup_horizon_hours,
         max_quarantine_ratio=args.max_quarantine_ratio,
         fail_on_trimmed=args.fail_on_trimmed,
+        allow_late=args.allow_late,
         state_partitions=args.state_partitions,
         output_format=args.output_format,
         compact_target_mb=args.compact_target_mb,
@@ -199,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ClientError, BotoCoreError) as error:
         print(f"etl: error: cannot reach AWS: {error}", file=sys.stderr)
         return 1
-    read_before, quarantined_before = state.records_read, state.quarantined
+    read_before, quarantined_before, late_before = state.records_read, state.quarantined, state.late_dropped
     try:
         run(spark, settings, state)
     except Exception as error:  # the query's failure, reported in one line; details are in the log
@@ -216,4 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     if gate:  # everything is written: the gate only decides the exit code
         print(f"etl: error: {gate}", file=sys.stderr)
         return EXIT_QUARANTINE_GATE
+    late = state.late_dropped - late_before
+    if late and not settings.allow_late:
+        print(f"etl: error: the dedup watermark dropped {late} records as late (the LATE lines say which batches): "
+              "they are lost; --allow-late accepts that", file=sys.stderr)  # fmt: skip
+        return EXIT_LATE
     return 0
