@@ -1,7 +1,8 @@
 """The ETL job: Kinesis -> Spark Structured Streaming -> enriched Delta tables (or Parquet) on S3.
 
 ``python -m news_etl`` (``news_etl.cli.job``) runs it, for docker compose, spark-submit and the
-host alike: ``preflight`` checks what it needs, ``start_session`` builds the Spark session, and
+host alike: ``preflight`` checks what it needs and takes the checkpoint's lease (``lease``: one
+job per checkpoint, checked before each commit), ``start_session`` builds the Spark session, and
 ``run`` starts the query and waits for it. Per micro-batch, in order:
 
 1. the Kinesis data source reads each shard in a Spark task (``news_etl.kinesis``);
@@ -28,6 +29,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from news_etl.aws import kinesis_client, s3_client
 from news_etl.kinesis import ShardEnd, ShardEndStore
+from news_etl.lease import Lease
 from news_etl.report import batch_report, show
 from news_etl.schemas import ENRICHED, PREPARED_SPARK_SCHEMA, QUARANTINED
 from news_etl.session import build_session, fix_state_partitions
@@ -52,8 +54,9 @@ IDLE_POLL_S = 1.0
 # --- Preflight: fail in one line before Spark starts -----------------------------------------
 
 
-def preflight(settings: Settings) -> RunState:
-    """Check the stream, the bucket and the checkpoint; return the checkpoint's running totals."""
+def preflight(settings: Settings, lease: Lease) -> RunState:
+    """Check the stream and the buckets, take the checkpoint's ``lease``; return the checkpoint's
+    running totals."""
     try:
         summary = kinesis_client().describe_stream_summary(StreamName=settings.stream)["StreamDescriptionSummary"]
     except ClientError as error:
@@ -76,6 +79,7 @@ def preflight(settings: Settings) -> RunState:
             if error.response["Error"]["Code"] in ("404", "NoSuchBucket", "403"):
                 raise ConfigurationError(f"{what} {bucket!r} not found or not accessible") from None
             raise
+    lease.take()  # before anything is written to the checkpoint: a second job refuses here
     state = load_state(settings, summary["StreamCreationTimestamp"].isoformat())
     check_output_folders(settings.bucket, state.output_format)
     if state.output_format == DELTA:
@@ -155,8 +159,8 @@ def batch_result(files: list[WrittenFile], ends: dict[str, ShardEnd]) -> BatchRe
 class BatchHandler:
     """``foreachBatch``: write, then account for the batch exactly once and report it."""
 
-    def __init__(self, settings: Settings, state: RunState) -> None:
-        self.settings, self.state = settings, state
+    def __init__(self, settings: Settings, state: RunState, lease: Lease) -> None:
+        self.settings, self.state, self.lease = settings, state, lease
         self.rows_seen_at = time.monotonic()
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
@@ -169,9 +173,11 @@ class BatchHandler:
         if result.duplicates_dropped < 0:
             raise RuntimeError(f"batch {batch_id} wrote more rows than it read: {result}")
         if self.state.output_format == DELTA:
+            self.lease.check()  # a job that lost its checkpoint to another commits nothing (news_etl.lease)
             for commit in commit_batch(self.settings.bucket, self.state.run_id, batch_id, files, result.records_read):
                 log.info("batch %d: %s %d rows in %d files, %s", batch_id, commit.kind, commit.rows, commit.files,
                          f"version {commit.version}" if commit.version is not None else "committed before")  # fmt: skip
+        self.lease.check()
         if self.state.apply(batch_id, result):
             save_state(self.settings.state_file, self.state)
         if self.settings.metrics_json:
@@ -181,8 +187,8 @@ class BatchHandler:
         show(batch_report(self.settings.stream, batch_id, result, ends, self.state, time.monotonic() - started))
 
 
-def run(spark: SparkSession, settings: Settings, state: RunState) -> None:
-    handler = BatchHandler(settings, state)
+def run(spark: SparkSession, settings: Settings, state: RunState, lease: Lease) -> None:
+    handler = BatchHandler(settings, state, lease)
     writer = (
         article_stream(spark, settings)
         .writeStream.foreachBatch(handler)
@@ -205,8 +211,13 @@ def run(spark: SparkSession, settings: Settings, state: RunState) -> None:
         if settings.idle_timeout and not settings.once and idle > settings.idle_timeout:
             log.info("no new records for %.0f s: stopping", idle)
             query.stop()
-    if query.exception():
-        raise query.exception()
+        if lease.lost:  # another job has the checkpoint: stop before the next batch
+            query.stop()
+    failure = query.exception()
+    if failure or lease.lost:
+        lease.check()  # a lost lease, not how the query ended, is the one line the job stops with
+    if failure:
+        raise failure
     if state.output_format == DELTA and settings.compact_target_mb:
         compact_after_run(settings)
 
