@@ -177,8 +177,8 @@ class Lease:
         self._renewer.start()
 
     def _lose(self, how: str) -> LeaseLostError:
-        self.lost = LeaseLostError(f"this job lost the lease on checkpoint {self.checkpoint} {how}: it stopped, and "
-                              "commits nothing more")  # fmt: skip
+        self.lost = LeaseLostError(f"this job lost the lease on checkpoint {self.checkpoint} {how}: it stops and "
+                                   "commits nothing more")  # fmt: skip
         log.error("%s", self.lost)
         return self.lost
 

@@ -217,7 +217,7 @@ def test_a_renewal_that_lands_after_the_expiry_loses_to_the_job_that_took_over_m
 
     monkeypatch.setattr(checkpoint_files, "replace", slow_replace)
     clock.now += SECONDS / 2
-    with pytest.raises(LeaseLostError, match=rf"to job {taker.job} \(pid \d+ on .+\), which took epoch 2: it stopped"):
+    with pytest.raises(LeaseLostError, match=rf"to job {taker.job} \(pid \d+ on .+\), which took epoch 2: it stops"):
         holder.renew()
     assert taker.epoch == 2
 
