@@ -25,6 +25,7 @@ import time
 
 from botocore.exceptions import ClientError
 from deltalake.exceptions import DeltaError
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 
 from news_etl.aws import kinesis_client, s3_client
@@ -202,7 +203,10 @@ def run(spark: SparkSession, settings: Settings, state: RunState, lease: Lease) 
     query = writer.start()
     log.info("query started on stream %s, checkpoint %s", settings.stream, settings.checkpoint)
     while query.isActive:
-        query.awaitTermination(IDLE_POLL_S)
+        try:
+            query.awaitTermination(IDLE_POLL_S)
+        except StreamingQueryException:
+            break  # raised below, once the lease has said whether it was lost
         # Not idle before the first trigger has finished (the source may still be planning its first
         # poll, slow on a cluster starting up), nor while a batch with new records is planned or running.
         if query.lastProgress is None or query.status["isDataAvailable"]:
