@@ -7,11 +7,14 @@ One layer for both stores, through pyarrow's filesystems, so a checkpoint given 
   learns of it (an exclusive link locally; a PutObject with ``If-None-Match: *`` on S3);
 - ``replace``: readers see the old or the new file, never half of one (a rename locally; a
   PutObject on S3, which is atomic per object);
-- ``read``: the bytes, or None when there is no such file.
+- ``read``: the bytes, or None when there is no such file;
+- ``names``: the files of a folder, and ``delete``: a file gone (``news_etl.lease`` keeps its
+  folder bounded with them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -101,3 +104,21 @@ def create(path: str, document: bytes) -> bool:
         return False
     finally:
         os.unlink(temporary)
+
+
+def names(folder: str) -> list[str]:
+    """The names of the files directly in ``folder`` (none when it does not exist)."""
+    store, inner = filesystem(folder)
+    found = store.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
+    return sorted(info.base_name for info in found if info.type == pafs.FileType.File)
+
+
+def delete(path: str) -> None:
+    """Remove ``path``; one that is gone already is no error."""
+    if is_s3(path):  # boto3, not pyarrow: pyarrow leaves an empty "folder" object where the last file went
+        bucket, key = _bucket_and_key(path)
+        s3_client().delete_object(Bucket=bucket, Key=key)
+        return
+    _, target = filesystem(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(target)

@@ -1,7 +1,8 @@
 """The ETL job: Kinesis -> Spark Structured Streaming -> enriched Delta tables (or Parquet) on S3.
 
 ``python -m news_etl`` (``news_etl.cli.job``) runs it, for docker compose, spark-submit and the
-host alike: ``preflight`` checks what it needs, ``start_session`` builds the Spark session, and
+host alike: ``preflight`` checks what it needs and takes the checkpoint's lease (``lease``: one
+job per checkpoint, checked before each commit), ``start_session`` builds the Spark session, and
 ``run`` starts the query and waits for it. Per micro-batch, in order:
 
 1. the Kinesis data source reads each shard in a Spark task (``news_etl.kinesis``);
@@ -25,12 +26,14 @@ import time
 
 from botocore.exceptions import ClientError
 from deltalake.exceptions import DeltaError
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from news_etl.aws import folder_has_objects, kinesis_client, s3_client
 from news_etl.kinesis import ShardEnd, ShardEndStore
 from news_etl.kinesis.offsets import positions_after
+from news_etl.lease import Lease
 from news_etl.report import batch_report, show
 from news_etl.resume import batch_record, check_start, load_seed
 from news_etl.schemas import ENRICHED, PREPARED_SPARK_SCHEMA, QUARANTINED
@@ -56,8 +59,9 @@ IDLE_POLL_S = 1.0
 # --- Preflight: fail in one line before Spark starts -----------------------------------------
 
 
-def preflight(settings: Settings) -> RunState:
-    """Check the stream, the bucket and the checkpoint; return the checkpoint's running totals."""
+def preflight(settings: Settings, lease: Lease) -> RunState:
+    """Check the stream and the buckets, take the checkpoint's ``lease``; return the checkpoint's
+    running totals."""
     try:
         summary = kinesis_client().describe_stream_summary(StreamName=settings.stream)["StreamDescriptionSummary"]
     except ClientError as error:
@@ -80,6 +84,7 @@ def preflight(settings: Settings) -> RunState:
             if error.response["Error"]["Code"] in ("404", "NoSuchBucket", "403"):
                 raise ConfigurationError(f"{what} {bucket!r} not found or not accessible") from None
             raise
+    lease.take()  # before anything is written to the checkpoint: a second job refuses here
     state = load_state(settings, summary["StreamCreationTimestamp"].isoformat())
     check_output_folders(settings.bucket, state.output_format)
     if state.output_format == DELTA:
@@ -165,8 +170,8 @@ def without_seeded(batch: DataFrame, seed: DataFrame, horizon_hours: int) -> Dat
 class BatchHandler:
     """``foreachBatch``: write, then account for the batch exactly once and report it."""
 
-    def __init__(self, settings: Settings, state: RunState, seed: DataFrame | None = None) -> None:
-        self.settings, self.state, self.seed = settings, state, seed
+    def __init__(self, settings: Settings, state: RunState, lease: Lease, seed: DataFrame | None = None) -> None:
+        self.settings, self.state, self.lease, self.seed = settings, state, lease, seed
         self.rows_seen_at = time.monotonic()
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
@@ -184,10 +189,12 @@ class BatchHandler:
             raise RuntimeError(f"batch {batch_id} wrote more rows than it read: {result}")
         if self.state.output_format == DELTA:
             record = batch_record(self.settings, self.state.stream_created, positions_after(offset["shards"], ends))
+            self.lease.check()  # a job that lost its checkpoint to another commits nothing (news_etl.lease)
             for commit in commit_batch(self.settings.bucket, self.state.run_id, batch_id, files, result.records_read,
                                        record):  # fmt: skip
                 log.info("batch %d: %s %d rows in %d files, %s", batch_id, commit.kind, commit.rows, commit.files,
                          f"version {commit.version}" if commit.version is not None else "committed before")  # fmt: skip
+        self.lease.check()
         if self.state.apply(batch_id, result):
             save_state(self.settings.state_file, self.state)
         if self.settings.metrics_json:
@@ -201,12 +208,14 @@ class LateRecords:
     """Records the dedup watermark dropped as late, from Spark's progress of each batch (which
     comes after the batch's ``foreachBatch``): reported, and counted as lost (``RunState.drop_late``)."""
 
-    def __init__(self, settings: Settings, state: RunState) -> None:
-        self.settings, self.state = settings, state
+    def __init__(self, settings: Settings, state: RunState, lease: Lease) -> None:
+        self.settings, self.state, self.lease = settings, state, lease
 
     def take(self, progress: list) -> None:
         for batch in progress:
             late = sum(operator.numRowsDroppedByWatermark for operator in batch.stateOperators)
+            if late and batch.batchId > self.state.late_checked_batch_id:
+                self.lease.check()
             if self.state.drop_late(batch.batchId, late) and late:
                 save_state(self.settings.state_file, self.state)
                 if self.settings.metrics_json:
@@ -216,11 +225,18 @@ class LateRecords:
                      f"than {horizon} h before the newest one read: lost, not duplicates")  # fmt: skip
 
 
-def run(spark: SparkSession, settings: Settings, state: RunState) -> None:
+def seed_frame(spark: SparkSession, settings: Settings, state: RunState) -> DataFrame | None:
+    """The keys a query that started again where the tables' records end drops repeats of
+    (``resume.load_seed``), as a cached DataFrame; None when there are none."""
     seed = load_seed(settings.bucket, state.seed) if state.output_format == DELTA else None
-    if seed is not None and seed.num_rows:
-        log.info("dropping repeats of %d keys the tables held when the query started again", seed.num_rows)
-    handler = BatchHandler(settings, state, spark.createDataFrame(seed).cache() if seed and seed.num_rows else None)
+    if seed is None or not seed.num_rows:
+        return None
+    log.info("dropping repeats of %d keys the tables held when the query started again", seed.num_rows)
+    return spark.createDataFrame(seed).cache()
+
+
+def run(spark: SparkSession, settings: Settings, state: RunState, lease: Lease) -> None:
+    handler = BatchHandler(settings, state, lease, seed_frame(spark, settings, state))
     writer = (
         article_stream(spark, settings, state)
         .writeStream.foreachBatch(handler)
@@ -232,10 +248,13 @@ def run(spark: SparkSession, settings: Settings, state: RunState) -> None:
     else:
         writer = writer.trigger(processingTime=f"{settings.trigger_interval} seconds")
     query = writer.start()
-    late = LateRecords(settings, state)
+    late = LateRecords(settings, state, lease)
     log.info("query started on stream %s, checkpoint %s", settings.stream, settings.checkpoint)
     while query.isActive:
-        query.awaitTermination(IDLE_POLL_S)
+        try:
+            query.awaitTermination(IDLE_POLL_S)
+        except StreamingQueryException:
+            break  # raised below, once the lease has said whether it was lost
         # Not idle before the first trigger has finished (the source may still be planning its first
         # poll, slow on a cluster starting up), nor while a batch with new records is planned or running.
         if query.lastProgress is None or query.status["isDataAvailable"]:
@@ -244,10 +263,15 @@ def run(spark: SparkSession, settings: Settings, state: RunState) -> None:
         if settings.idle_timeout and not settings.once and idle > settings.idle_timeout:
             log.info("no new records for %.0f s: stopping", idle)
             query.stop()
+        if lease.lost:  # another job has the checkpoint: stop before the next batch
+            query.stop()
         late.take(query.recentProgress)
     late.take(query.recentProgress)
-    if query.exception():
-        raise query.exception()
+    failure = query.exception()
+    if failure or lease.lost:
+        lease.check()  # a lost lease, not how the query ended, is the one line the job stops with
+    if failure:
+        raise failure
     if state.output_format == DELTA and settings.compact_target_mb:
         compact_after_run(settings)
 

@@ -22,6 +22,9 @@ DEFAULT_OUTPUT_FORMAT = DELTA
 # Compaction's target file size: large enough that a trainer opens few files (Spark and Delta aim
 # at 100 MB-1 GB), small enough that one file fits a reader's memory whole.
 DEFAULT_COMPACT_TARGET_MB = 256
+# The checkpoint's lease (news_etl.lease), renewed every third of it: long enough to ride out slow
+# S3 answers, short enough that a job restarted on another machine after a crash waits a minute at most.
+DEFAULT_LEASE_SECONDS = 60
 
 
 class ConfigurationError(RuntimeError):
@@ -48,6 +51,7 @@ class Settings:
     state_partitions: int | None = None  # None: the checkpoint's, or for a new one the cores at its start
     output_format: str | None = None  # None: the checkpoint's, or for a new one DEFAULT_OUTPUT_FORMAT
     compact_target_mb: int = DEFAULT_COMPACT_TARGET_MB  # 0: no compaction at the end of a run
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
 
     @property
     def spark_checkpoint(self) -> str:

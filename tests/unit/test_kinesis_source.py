@@ -880,6 +880,7 @@ def test_a_relative_checkpoint_is_made_absolute_for_the_executors(clean_env, tmp
         ([*VALID_ARGV, "--checkpoint", "s3://bucket/a//b"], "--checkpoint"),
         ([*VALID_ARGV, "--output-format", "csv"], "--output-format"),
         ([*VALID_ARGV, "--compact-target-mb", "-1"], "--compact-target-mb"),
+        ([*VALID_ARGV, "--lease-seconds", "4"], "--lease-seconds"),
     ],
     ids=[
         "missing-stream",
@@ -896,6 +897,7 @@ def test_a_relative_checkpoint_is_made_absolute_for_the_executors(clean_env, tmp
         "checkpoint-s3-empty-segment",
         "unknown-output-format",
         "negative-compact-target",
+        "lease-shorter-than-5-seconds",
     ],
 )
 def test_bad_setting_exits_2_with_one_line_naming_the_flag(clean_env, capsys, argv, flag):

@@ -3,9 +3,10 @@
     python -m news_etl --stream news --bucket news-data --once
 
 Every flag has an environment fallback (README.md, "Configuration"); a bad value exits 2 with
-one line naming the flag. ``main`` configures logging, runs the job (``news_etl.job``) and
-turns what stops it into one line on stderr: 0 done, 1 a configuration, AWS or query error,
-2 a bad flag, 3 the quarantine gate, 4 late records dropped (docs/operations.md, "Exit codes").
+one line naming the flag. ``main`` configures logging, runs the job (``news_etl.job``) holding
+the checkpoint's lease (``news_etl.lease``), and turns what stops it into one line on stderr: 0
+done, 1 a configuration, AWS or query error (a checkpoint another job holds, or took over,
+included), 2 a bad flag, 3 the quarantine gate, 4 late records dropped (docs/operations.md, "Exit codes").
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from news_etl.job import preflight, run, start_session
 from news_etl.kinesis.options import LATEST, TRIM_HORIZON, parse_timestamp
+from news_etl.lease import Lease
 from news_etl.report import show, totals_report
 from news_etl.settings import (
     DEFAULT_COMPACT_TARGET_MB,
+    DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_RECORDS,
     DEFAULT_OUTPUT_FORMAT,
@@ -107,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--compact-target-mb", type=int, default=env("COMPACT_TARGET_MB", str(DEFAULT_COMPACT_TARGET_MB)),
         help="delta: at the end of a run, compact each partition's files to about this size; 0 = do not "
              f"(env COMPACT_TARGET_MB, {DEFAULT_COMPACT_TARGET_MB})")  # fmt: skip
+    add("--lease-seconds", type=float, default=env("LEASE_SECONDS", str(DEFAULT_LEASE_SECONDS)),
+        help="the job's lease on its checkpoint, renewed every third of it: another job may take the checkpoint "
+             f"over this long after a job stopped renewing (env LEASE_SECONDS, {DEFAULT_LEASE_SECONDS})")  # fmt: skip
     return parser
 
 
@@ -119,6 +125,7 @@ LOWEST = {
     "dedup_horizon_hours": (1, True),
     "state_partitions": (1, True),
     "compact_target_mb": (0, True),
+    "lease_seconds": (5, True),  # a few S3 round trips between renewals
 }
 
 
@@ -177,6 +184,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         state_partitions=args.state_partitions,
         output_format=args.output_format,
         compact_target_mb=args.compact_target_mb,
+        lease_seconds=args.lease_seconds,
     )
 
 
@@ -192,9 +200,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("botocore").setLevel(logging.WARNING)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     settings = parse_settings(argv)
+    lease = Lease(settings.checkpoint, settings.lease_seconds)  # the preflight takes it
+    try:
+        return run_job(settings, lease)
+    finally:
+        lease.release()  # Spark has stopped: the job writes nothing more
+
+
+def run_job(settings: Settings, lease: Lease) -> int:
+    """The job from its preflight to its exit code, holding the checkpoint's lease from the preflight on."""
     started = datetime.now(UTC)
     try:
-        state = preflight(settings)
+        state = preflight(settings, lease)
         spark = start_session(settings, state)
     except ConfigurationError as error:
         print(f"etl: error: {error}", file=sys.stderr)
@@ -204,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     read_before, quarantined_before, late_before = state.records_read, state.quarantined, state.late_dropped
     try:
-        run(spark, settings, state)
+        run(spark, settings, state, lease)
     except Exception as error:  # the query's failure, reported in one line; details are in the log
         log.exception("query failed")
         print(f"etl: error: {root_cause(error)}", file=sys.stderr)
