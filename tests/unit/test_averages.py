@@ -84,6 +84,7 @@ def test_metrics_lists_windows_oldest_first_with_exact_word_sums_and_rounded_ave
         "quarantined": 1,
         "duplicates_dropped": 2,
         "trimmed_gaps": 1,
+        "late_dropped": 0,
         "hourly": [
             {"window_start": H10, "records": 2, "word_sum": 300, "avg_word_count": 150.0},
             {"window_start": H11, "records": 1, "word_sum": 30, "avg_word_count": 30.0},
@@ -142,6 +143,15 @@ def test_the_totals_keep_a_week_of_hours_and_fold_older_ones_into_their_day():
     assert len(run.hourly) == 1_000
     assert sum(row["records"] for row in run.metrics()["daily"]) == 1_000
     assert sum(row["word_sum"] for row in run.metrics()["daily"]) == sum(range(1_000))
+
+
+def test_late_records_are_counted_as_lost_not_duplicates_once_per_batch():
+    """A batch read 10, wrote 6: 4 "duplicates" until Spark's progress says 3 of them were late."""
+    run = state()
+    run.apply(0, BatchResult(records_read=10, enriched=5, quarantined=1, hourly={H10: [5, 50]}))
+    assert run.drop_late(0, 3) and not run.drop_late(0, 3)
+    assert (run.duplicates_dropped, run.late_dropped) == (1, 3)
+    assert run.records_read == run.enriched + run.quarantined + run.duplicates_dropped + run.late_dropped
 
 
 def test_the_metrics_report_articles_published_outside_the_windows_apart():
