@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pytest
 
 from news_etl import hadoop_s3
 from tests.support.emulators import stop_group
-from tests.support.jobs import PACKAGE_MAIN, REPO, etl, job_env, populate, submit_etl
+from tests.support.jobs import PACKAGE_MAIN, REPO, etl, job_env, populate, submit_etl, wait_for_line
 from tests.support.output import assert_exactly_once, output
 from tests.support.spark_cluster import SPARK_HOME, StandaloneCluster, runtime_python, start_cluster
 
@@ -90,15 +89,6 @@ def test_submitted_as_one_zip_both_workers_read_shards_and_the_output_equals_a_l
     assert {executor for _, executor in READ_BY.findall(local.stdout)} == {"driver"}
     assert enriched_rows(moto, on_cluster) == enriched_rows(moto, on_local)
     assert quarantined_rows(moto, on_cluster) == quarantined_rows(moto, on_local)
-
-
-def wait_for_line(path: Path, prefix: str, process: subprocess.Popen, timeout: float = 300) -> None:
-    """Until a line of ``path`` starts with ``prefix``; fails if ``process`` ends first."""
-    deadline = time.monotonic() + timeout
-    while not any(line.startswith(prefix) for line in path.read_text().splitlines()):
-        assert process.poll() is None, f"the job ended before {prefix!r}: exit {process.returncode}"
-        assert time.monotonic() < deadline, f"no {prefix!r} line in {timeout} s"
-        time.sleep(0.5)
 
 
 def test_with_the_checkpoint_on_s3_a_killed_worker_and_a_killed_driver_lose_and_duplicate_nothing(

@@ -11,8 +11,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import threading
 import time
 import uuid
 from datetime import datetime
@@ -21,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from news_etl.lease import Lease, LeaseLostError
-from news_etl.settings import ConfigurationError
 from tests.support.emulators import Emulator
-from tests.support.jobs import populate, start_etl, verify
+from tests.support.jobs import populate, start_etl, verify, wait_for_line
+from tests.support.lease_race import race
 from tests.support.output import assert_exactly_once, assert_metrics_match_output
 
 pytestmark = pytest.mark.integration
@@ -64,21 +62,7 @@ def test_on_s3_of_jobs_racing_for_a_new_checkpoint_exactly_one_takes_the_lease(o
     seven refuse, naming it."""
     bucket = new_bucket(on_moto, "state")
     racers = [Lease(f"s3://{bucket}/cp", 60) for _ in range(8)]
-    start, outcomes = threading.Barrier(len(racers)), {}
-
-    def race(lease: Lease) -> None:
-        start.wait()
-        try:
-            lease.take()
-            outcomes[lease.job] = "took"
-        except ConfigurationError as refused:
-            outcomes[lease.job] = str(refused)
-
-    threads = [threading.Thread(target=race, args=(lease,)) for lease in racers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = race(racers)
     try:
         [winner] = [lease for lease in racers if outcomes[lease.job] == "took"]
         assert lease_document(on_moto, bucket, "cp", 1)["job"] == winner.job
@@ -153,14 +137,6 @@ def test_two_jobs_started_at_once_on_a_local_checkpoint_one_runs_and_the_other_r
     assert assert_metrics_match_output(moto, bucket, metrics)["records_read"] == 400
     assert sorted(path.name for path in (checkpoint / "lease").iterdir()) == ["000000000001.json"]
     assert json.loads((checkpoint / "lease" / "000000000001.json").read_text())["released"] is True
-
-
-def wait_for_line(path: Path, prefix: str, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not any(line.startswith(prefix) for line in path.read_text().splitlines()):
-        assert process.poll() is None, f"the job ended before {prefix!r}: exit {process.returncode}"
-        assert time.monotonic() < deadline, f"no {prefix!r} line in {timeout} s"
-        time.sleep(0.2)
 
 
 def wait_for_shard_ends(emulator: Emulator, bucket: str, prefix: str, batch: int, shards: int, timeout=300) -> None:

@@ -143,3 +143,12 @@ def kill_once_read(job: subprocess.Popen, checkpoint: Path, batch: int, shards: 
         time.sleep(0.05)
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
+
+
+def wait_for_line(path: Path, prefix: str, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Until a line of ``path`` starts with ``prefix``; fails if ``process`` ends first."""
+    deadline = time.monotonic() + timeout
+    while not any(line.startswith(prefix) for line in path.read_text().splitlines()):
+        assert process.poll() is None, f"the job ended before {prefix!r}: exit {process.returncode}"
+        assert time.monotonic() < deadline, f"no {prefix!r} line in {timeout} s"
+        time.sleep(0.2)

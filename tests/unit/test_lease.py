@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from news_etl import checkpoint_files
 from news_etl.lease import Lease, LeaseLostError, LeaseRecord, process_identity
 from news_etl.settings import ConfigurationError
+from tests.support.lease_race import race
 
 SECONDS = 60.0
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -150,21 +150,7 @@ def test_of_jobs_racing_for_one_epoch_exactly_one_takes_it(expired_holder, tmp_p
     if expired_holder:
         leases(tmp_path).take()
     racers = [leases(tmp_path, Clock(START + SECONDS * expired_holder)) for _ in range(8)]
-    start, outcomes = threading.Barrier(len(racers)), {}
-
-    def race(lease: Lease) -> None:
-        start.wait()
-        try:
-            lease.take()
-            outcomes[lease.job] = "took"
-        except ConfigurationError as refused:
-            outcomes[lease.job] = str(refused)
-
-    threads = [threading.Thread(target=race, args=(lease,)) for lease in racers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = race(racers)
     [winner] = [lease for lease in racers if outcomes[lease.job] == "took"]
     assert winner.epoch == 1 + expired_holder
     assert lease_file(tmp_path, winner.epoch)["job"] == winner.job
