@@ -152,7 +152,7 @@ class Lease:
         for old in self._epochs():
             if old < epoch - 1:
                 checkpoint_files.delete(self._path(old))
-        log.info("took the lease on checkpoint %s (epoch %d, %.0f s, renewed every %.0f s)", self.checkpoint, epoch,
+        log.debug("took the lease on checkpoint %s (epoch %d, %.0f s, renewed every %.0f s)", self.checkpoint, epoch,
                  self.seconds, self.seconds / RENEWALS_PER_LEASE)  # fmt: skip
         return True
 
@@ -244,5 +244,5 @@ class Lease:
                 log.warning("could not release the lease on checkpoint %s; it expires at %s: %s", self.checkpoint,
                             utc(self.expires), error)  # fmt: skip
                 return
-            log.info("released the lease on checkpoint %s (epoch %d)", self.checkpoint, self.epoch)
+            log.debug("released the lease on checkpoint %s (epoch %d)", self.checkpoint, self.epoch)
             self.epoch = 0

@@ -142,7 +142,10 @@ def test_a_job_killed_mid_stream_of_aggregates_and_rerun_writes_each_article_onc
     kill_once_read(job, checkpoint, batch=2, shards=2)
     state = json.loads((checkpoint / "etl-state.json").read_text())
     assert state["last_batch_id"] == 1 and state["records_read"] < len(rows), "the kill did not land in batch 2"
-    ends = [json.loads(path.read_text()) for path in (checkpoint / "kinesis-shard-ends" / f"{2:012d}").glob("*.json")]
+    ends = [
+        json.loads(path.read_text())
+        for path in (checkpoint / "kinesis-shard-ends" / f"{2:012d}").glob("shardId-*.json")
+    ]
     recorded = sum(end["rows"] for end in ends)
     assert recorded > sum(end["records"] for end in ends)  # user records, more than the aggregates holding them
 

@@ -141,7 +141,7 @@ def test_two_jobs_started_at_once_on_a_local_checkpoint_one_runs_and_the_other_r
 
 def wait_for_shard_ends(emulator: Emulator, bucket: str, prefix: str, batch: int, shards: int, timeout=300) -> None:
     """Until every shard's read for ``batch`` has recorded its end: the batch is read, not yet committed."""
-    deadline, key = time.monotonic() + timeout, f"{prefix}/kinesis-shard-ends/{batch:012d}/"
+    deadline, key = time.monotonic() + timeout, f"{prefix}/kinesis-shard-ends/{batch:012d}/shardId-"
     while emulator.client("s3").list_objects_v2(Bucket=bucket, Prefix=key).get("KeyCount", 0) < shards:
         assert time.monotonic() < deadline, f"batch {batch} recorded no end for each shard"
         time.sleep(0.05)

@@ -54,7 +54,15 @@ def test_a_checkpoint_made_before_rocksdb_keeps_its_heap_store_and_goes_on_exact
     still writes each article once."""
     checkpoint = tmp_path / "checkpoint"
     checkpoint.mkdir()
-    legacy = {"stream": stream_name, "bucket": bucket, "run_id": "0123abcd", "stream_created": ""}
+    # (Made after Delta output: the plain Parquet of checkpoints before that was partitioned by the
+    # date published, which the job refuses.)
+    legacy = {
+        "stream": stream_name,
+        "bucket": bucket,
+        "run_id": "0123abcd",
+        "stream_created": "",
+        "output_format": "delta",
+    }
     (checkpoint / "etl-state.json").write_text(json.dumps(legacy))
     populate(moto, stream_name, "--shards", "2", "--count", "200", "--seed", "6", "--dup-ratio", "0.1")
     first = etl(moto, stream_name, bucket, checkpoint, "--once")

@@ -138,7 +138,7 @@ def kill_once_read(job: subprocess.Popen, checkpoint: Path, batch: int, shards: 
         if line.startswith(f"batch {batch - 1}:") or time.monotonic() > deadline:
             break
     ends = checkpoint / "kinesis-shard-ends" / f"{batch:012d}"
-    while len(list(ends.glob("*.json"))) < shards:
+    while len(list(ends.glob("shardId-*.json"))) < shards:
         assert time.monotonic() < deadline and job.poll() is None, f"batch {batch} recorded no end for each shard"
         time.sleep(0.05)
     os.killpg(job.pid, signal.SIGKILL)
