@@ -59,7 +59,16 @@ def run_pipeline(run: HostRun, targets: list[str], populate: str, etl: str) -> s
     ("targets", "emulator", "populate", "etl"),
     [
         pytest.param(None, "localstack", "populate", "etl", id="localstack"),
-        pytest.param(["moto-populate", "moto-etl"], "moto", "moto-populate", "moto-etl", id="profile-moto"),
+        # Not in make test: CI runs the moto profile in real containers (tests/containers/), and
+        # `.venv/bin/pytest tests/integration/test_compose.py -k profile-moto` runs it here.
+        pytest.param(
+            ["moto-populate", "moto-etl"],
+            "moto",
+            "moto-populate",
+            "moto-etl",
+            id="profile-moto",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_compose_up_runs_the_pipeline_and_a_second_up_resumes(targets, emulator, populate, etl, localstack, tmp_path):

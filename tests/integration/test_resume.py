@@ -24,7 +24,7 @@ def emulator(moto):
     return moto
 
 
-LOT = ("--shards", "2", "--count", "300", "--bad-ratio", "0.1", "--dup-ratio", "0.05")
+LOT = ("--shards", "2", "--count", "200", "--bad-ratio", "0.1", "--dup-ratio", "0.05")
 
 
 def test_without_spark_or_on_a_new_checkpoint_the_job_starts_where_the_tables_end(moto, stream_name, bucket, tmp_path):
