@@ -29,6 +29,7 @@ from deltalake.exceptions import DeltaError
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
 
 from news_etl.aws import folder_has_objects, kinesis_client, s3_client
 from news_etl.kinesis import ShardEnd, ShardEndStore
@@ -210,9 +211,17 @@ class LateRecords:
 
     def __init__(self, settings: Settings, state: RunState, lease: Lease) -> None:
         self.settings, self.state, self.lease = settings, state, lease
+        self.newest = None  # the timestamp of the newest progress taken
 
-    def take(self, progress: list) -> None:
-        for batch in progress:
+    def take(self, query: StreamingQuery) -> None:
+        """Count the late records of the batches whose progress came since the last call."""
+        newest = query.lastProgress
+        if newest is None or newest.timestamp == self.newest:
+            return  # nothing new: a quiet stream pays for one progress, not for the last hundred
+        self.newest = newest.timestamp
+        for batch in query.recentProgress:
+            if batch.batchId > self.state.last_batch_id:
+                continue  # an idle trigger's progress names the batch to come, which has not run
             late = sum(operator.numRowsDroppedByWatermark for operator in batch.stateOperators)
             if late and batch.batchId > self.state.late_checked_batch_id:
                 self.lease.check()
@@ -265,8 +274,8 @@ def run(spark: SparkSession, settings: Settings, state: RunState, lease: Lease) 
             query.stop()
         if lease.lost:  # another job has the checkpoint: stop before the next batch
             query.stop()
-        late.take(query.recentProgress)
-    late.take(query.recentProgress)
+        late.take(query)
+    late.take(query)
     failure = query.exception()
     if failure or lease.lost:
         lease.check()  # a lost lease, not how the query ended, is the one line the job stops with
