@@ -6,7 +6,7 @@ run id and the batch id). A batch commits to quarantine first, then to enriched,
 even when it has no valid article (``table.commit_batch``), so the enriched table's latest such
 commit says where the records both tables hold end.
 
-When the job starts, ``starting_positions`` compares the checkpoint with the tables:
+When the job starts, ``check_start`` compares the checkpoint with the tables:
 
 - Spark's part of the checkpoint has no batch (a new checkpoint, or ``spark/`` deleted): the query
   starts where the tables' latest record for this stream says, under a new run id, so that
