@@ -83,10 +83,13 @@ def create_tables(bucket: str) -> None:
     readers would not see the new columns), or made by an earlier version (``LAYOUT``).
     """
     options = delta_storage_options()
+    missing = []
     for kind in KINDS:
         if is_table(bucket, kind):
             _check_table(open_table(bucket, kind), kind, table_uri(bucket, kind))
-    for kind in KINDS:
+        else:
+            missing.append(kind)
+    for kind in missing:  # "ignore": another job may make it at the same moment
         DeltaTable.create(table_uri(bucket, kind), table_schema(kind), mode="ignore", partition_by=[PARTITION],
                           description=LAYOUT.format(kind=kind), configuration=TABLE_PROPERTIES,
                           storage_options=options)  # fmt: skip
