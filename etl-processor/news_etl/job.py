@@ -30,6 +30,7 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.listener import StreamingQueryProgress
 
 from news_etl.aws import folder_has_objects, kinesis_client, s3_client
 from news_etl.kinesis import ShardEnd, ShardEndStore
@@ -213,9 +214,9 @@ class LateRecords:
         self.settings, self.state, self.lease = settings, state, lease
         self.newest = None  # the timestamp of the newest progress taken
 
-    def take(self, query: StreamingQuery) -> None:
-        """Count the late records of the batches whose progress came since the last call."""
-        newest = query.lastProgress
+    def take(self, query: StreamingQuery, newest: StreamingQueryProgress | None) -> None:
+        """Count the late records of the batches whose progress came since the last call (``newest``:
+        the query's last progress, which the caller has in hand)."""
         if newest is None or newest.timestamp == self.newest:
             return  # nothing new: a quiet stream pays for one progress, not for the last hundred
         self.newest = newest.timestamp
@@ -266,7 +267,8 @@ def run(spark: SparkSession, settings: Settings, state: RunState, lease: Lease) 
             break  # raised below, once the lease has said whether it was lost
         # Not idle before the first trigger has finished (the source may still be planning its first
         # poll, slow on a cluster starting up), nor while a batch with new records is planned or running.
-        if query.lastProgress is None or query.status["isDataAvailable"]:
+        progress = query.lastProgress
+        if progress is None or query.status["isDataAvailable"]:
             handler.rows_seen_at = time.monotonic()
         idle = time.monotonic() - handler.rows_seen_at
         if settings.idle_timeout and not settings.once and idle > settings.idle_timeout:
@@ -274,8 +276,8 @@ def run(spark: SparkSession, settings: Settings, state: RunState, lease: Lease) 
             query.stop()
         if lease.lost:  # another job has the checkpoint: stop before the next batch
             query.stop()
-        late.take(query)
-    late.take(query)
+        late.take(query, progress)
+    late.take(query, query.lastProgress)
     failure = query.exception()
     if failure or lease.lost:
         lease.check()  # a lost lease, not how the query ended, is the one line the job stops with
