@@ -195,6 +195,7 @@ def generate_aggregates(
     until: datetime,
     bad_ratio: float = 0.0,
     dup_ratio: float = 0.0,
+    near_dup_ratio: float = 0.0,
     max_bytes: int = MAX_BYTES_PER_RECORD,
 ) -> Iterator[Aggregate]:
     """``generate_records(count, ...)``'s records, ``per_aggregate`` to an aggregate at most.
@@ -202,5 +203,7 @@ def generate_aggregates(
     ``bad_ratio`` applies twice: to the user records (``generate_records``) and to the aggregates
     (``aggregate_records``).
     """
-    records = generate_records(count, seed=seed, until=until, bad_ratio=bad_ratio, dup_ratio=dup_ratio)
+    records = generate_records(
+        count, seed=seed, until=until, bad_ratio=bad_ratio, dup_ratio=dup_ratio, near_dup_ratio=near_dup_ratio
+    )
     return aggregate_records(records, count, per_aggregate, seed=seed, bad_ratio=bad_ratio, max_bytes=max_bytes)

@@ -1,4 +1,5 @@
-"""Fake news articles for the Kinesis stream, and the invalid records the ETL must survive.
+"""Fake news articles for the Kinesis stream, the invalid records the ETL must survive, and
+exact and near-duplicate copies of earlier articles.
 
 Pure: no I/O, no clock, no environment. Every byte derives from ``seed`` and ``until``, so the
 same inputs give byte-identical records (for a given Faker version, which is pinned).
@@ -27,6 +28,8 @@ from enum import StrEnum
 from faker import Faker
 from faker.providers.lorem.en_US import Provider as LoremProvider
 
+from news_populate.near_duplicates import syndicated_content
+
 REQUIRED_FIELDS = ("article_id", "title", "content", "published_at")
 CATEGORIES = (
     "world",
@@ -52,7 +55,9 @@ PARAGRAPH_SENTENCES = range(2, 7)
 MEAN_PARAGRAPH_WORDS = 60
 AUTHOR_POOL, OUTLET_POOL = 300, 40
 SENTENCE_POOL, PARAGRAPH_POOL = 5_000, 5_000  # bodies are drawn from these, not word by word
-DUPLICATE_SOURCES = 1000  # duplicates re-send one of the last this many valid articles
+DUPLICATE_SOURCES = 1000  # duplicates and near-duplicates copy one of the last this many valid originals
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+NEAR_DUP_MAX_DELAY = timedelta(hours=6)  # a near-duplicate is published up to this long after its original
 
 _WORDS = LoremProvider.word_list
 
@@ -62,6 +67,7 @@ class RecordKind(StrEnum):
 
     VALID = "valid"
     DUPLICATE = "duplicate"
+    NEAR_DUPLICATE = "near_duplicate"  # a valid article: another outlet's copy of an earlier story
     NOT_JSON = "not_json"
     INVALID_UTF8 = "invalid_utf8"
     NOT_OBJECT = "not_object"
@@ -82,11 +88,13 @@ BAD_KINDS = (
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One Kinesis record: what it is, its partition key and its payload."""
+    """One Kinesis record: what it is, its partition key and its payload; for a near-duplicate, the
+    ``article_id`` of the original it copies (the ground truth of near-duplicate detection)."""
 
     kind: RecordKind
     partition_key: str
     data: bytes
+    copy_of: str | None = None
 
 
 def encode_article(article: dict) -> bytes:
@@ -96,6 +104,10 @@ def encode_article(article: dict) -> bytes:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _url(domain: str, category: str, published: datetime, title: str, article_id: str) -> str:
+    return f"https://{domain}/{category}/{published:%Y/%m/%d}/{_slug(title)[:60]}-{article_id[:8]}"
 
 
 class ArticleFactory:
@@ -161,17 +173,35 @@ class ArticleFactory:
         category = rng.choice(CATEGORIES)
         outlet, domain = rng.choice(self._outlets)
         published = self._until - timedelta(seconds=rng.randrange(int(PUBLISHED_WINDOW.total_seconds())))
-        url = f"https://{domain}/{category}/{published:%Y/%m/%d}/{_slug(title)[:60]}-{article_id[:8]}"
         return {
             "article_id": article_id,
             "title": title,
             "content": self._content(self._word_count()),
             "author": rng.choice(self._authors),
             "source": outlet,
-            "url": url,
+            "url": _url(domain, category, published, title, article_id),
             "category": category,
             "language": LANGUAGE,
-            "published_at": published.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "published_at": published.strftime(TIMESTAMP_FORMAT),
+        }
+
+    def near_duplicate(self, original: dict) -> dict:
+        """A syndicated copy of ``original``: its story (edited as ``news_populate.near_duplicates``
+        says) under a new ``article_id``, headline, outlet and url, published up to
+        ``NEAR_DUP_MAX_DELAY`` after it (within the window); author and category stay."""
+        rng = self.rng
+        article_id, title = self.uuid(), self._title()
+        outlet, domain = rng.choice([pair for pair in self._outlets if pair[0] != original["source"]])
+        delay = timedelta(seconds=rng.randrange(int(NEAR_DUP_MAX_DELAY.total_seconds())))
+        published = min(self._until, datetime.fromisoformat(original["published_at"]) + delay)
+        return {
+            **original,
+            "article_id": article_id,
+            "title": title,
+            "content": syndicated_content(rng, original),
+            "source": outlet,
+            "url": _url(domain, original["category"], published, title, article_id),
+            "published_at": published.strftime(TIMESTAMP_FORMAT),
         }
 
     def bad_record(self, kind: RecordKind) -> Record:
@@ -203,25 +233,34 @@ class ArticleFactory:
 
 
 def generate_records(
-    count: int, *, seed: int, until: datetime, bad_ratio: float = 0.0, dup_ratio: float = 0.0
+    count: int,
+    *,
+    seed: int,
+    until: datetime,
+    bad_ratio: float = 0.0,
+    dup_ratio: float = 0.0,
+    near_dup_ratio: float = 0.0,
 ) -> Iterator[Record]:
-    """Yield ``count`` records: valid articles, invalid ones and exact re-sends.
+    """Yield ``count`` records: valid articles, invalid ones, exact re-sends and near-duplicates.
 
-    Exactly ``int(count * bad_ratio)`` records are invalid (of a kind drawn from ``BAD_KINDS``)
-    and exactly ``int(count * dup_ratio)`` repeat, byte for byte and with the same partition key,
-    one of the last ``DUPLICATE_SOURCES`` valid articles. Positions are drawn without replacement
-    (each record takes a kind with probability remaining quota / remaining records), so the mix
-    is spread through the stream and the totals are exact.
+    Exactly ``int(count * bad_ratio)`` records are invalid (of a kind drawn from ``BAD_KINDS``),
+    exactly ``int(count * dup_ratio)`` repeat, byte for byte and with the same partition key,
+    one of the last ``DUPLICATE_SOURCES`` valid originals, and exactly
+    ``int(count * near_dup_ratio)`` are near-duplicates of one of them
+    (``ArticleFactory.near_duplicate``). Originals are ``VALID`` records only: neither kind
+    copies a copy. Positions are drawn without replacement (each record takes a kind with
+    probability remaining quota / remaining records), so the mix is spread through the stream
+    and the totals are exact.
 
     Raises:
-        ValueError: if a ratio is outside [0, 1], or duplicates are asked for with no valid
-            article left for them to repeat.
+        ValueError: if a ratio is outside [0, 1], or copies are asked for with no valid original
+            left for them to repeat.
     """
-    if not (0 <= bad_ratio <= 1 and 0 <= dup_ratio <= 1):
-        raise ValueError("bad_ratio and dup_ratio must be between 0 and 1")
-    bad_left, dup_left = int(count * bad_ratio), int(count * dup_ratio)
-    if dup_left and count - bad_left - dup_left < 1:
-        raise ValueError("bad_ratio + dup_ratio leave no valid article for duplicates to repeat")
+    if not all(0 <= ratio <= 1 for ratio in (bad_ratio, dup_ratio, near_dup_ratio)):
+        raise ValueError("bad_ratio, dup_ratio and near_dup_ratio must be between 0 and 1")
+    bad_left, dup_left, near_left = (int(count * ratio) for ratio in (bad_ratio, dup_ratio, near_dup_ratio))
+    if (dup_left or near_left) and count - bad_left - dup_left - near_left < 1:
+        raise ValueError("bad_ratio + dup_ratio + near_dup_ratio leave no valid article for copies to repeat")
     factory = ArticleFactory(seed, until)
     rng = factory.rng
     recent: deque[Record] = deque(maxlen=DUPLICATE_SOURCES)
@@ -234,6 +273,11 @@ def generate_records(
             dup_left -= 1
             original = rng.choice(recent)
             yield Record(RecordKind.DUPLICATE, original.partition_key, original.data)
+        elif draw < bad_left + dup_left + near_left and recent:
+            near_left -= 1
+            original = rng.choice(recent)
+            copy = factory.near_duplicate(json.loads(original.data))
+            yield Record(RecordKind.NEAR_DUPLICATE, copy["article_id"], encode_article(copy), original.partition_key)
         else:
             article = factory.article()
             record = Record(RecordKind.VALID, article["article_id"], encode_article(article))

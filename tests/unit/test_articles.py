@@ -1,14 +1,16 @@
-"""The article generator: contract, determinism, and the invalid/duplicate mix."""
+"""The article generator: contract, determinism, and the invalid/duplicate/near-duplicate mix."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from news_populate.articles import BAD_KINDS, RecordKind, generate_records
+from news_populate.articles import BAD_KINDS, NEAR_DUP_MAX_DELAY, RecordKind, generate_records
+from news_populate.near_duplicates import AGENCIES, FOOTERS
 from tests.support.contract import contract_violation, is_full_article, parse_published_at
 
 UNTIL = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -28,10 +30,23 @@ def records(count=1000, seed=3, **ratios):
     return list(generate_records(count, seed=seed, until=UNTIL, **ratios))
 
 
+def near_duplicate_pairs(generated) -> list[tuple[dict, dict]]:
+    """(original, copy) articles of each near-duplicate, the original looked up among the VALID records."""
+    originals = {r.partition_key: json.loads(r.data) for r in generated if r.kind is RecordKind.VALID}
+    return [(originals[r.copy_of], json.loads(r.data)) for r in generated if r.kind is RecordKind.NEAR_DUPLICATE]
+
+
+def shingles(text: str, size: int = 5) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i : i + size]) for i in range(max(1, len(words) - size + 1))}
+
+
 def test_same_seed_gives_byte_identical_records():
-    """Two runs with one seed and one window end produce the same bytes and keys."""
-    first, second = records(500, bad_ratio=0.1, dup_ratio=0.1), records(500, bad_ratio=0.1, dup_ratio=0.1)
-    assert [(r.partition_key, r.data) for r in first] == [(r.partition_key, r.data) for r in second]
+    """Two runs with one seed and one window end produce the same bytes and keys, near-duplicates included."""
+    mix = {"bad_ratio": 0.1, "dup_ratio": 0.1, "near_dup_ratio": 0.1}
+    first = records(500, **mix)
+    assert first == records(500, **mix)  # kinds, keys, bytes and the originals copied
+    assert Counter(r.kind for r in first)[RecordKind.NEAR_DUPLICATE] == 50
 
 
 def test_different_seeds_give_different_articles():
@@ -81,8 +96,9 @@ def test_each_invalid_kind_fails_validation_for_its_own_reason():
 
 
 def test_duplicates_resend_an_earlier_valid_article_byte_for_byte():
-    """A duplicate repeats the payload and partition key of a valid record that came before it."""
-    generated = records(2000, bad_ratio=0.1, dup_ratio=0.2)
+    """A duplicate repeats the payload and partition key of a valid original that came before it
+    (never of a near-duplicate)."""
+    generated = records(2000, bad_ratio=0.1, dup_ratio=0.2, near_dup_ratio=0.2)
     seen: set[tuple[str, bytes]] = set()
     duplicates = 0
     for record in generated:
@@ -96,12 +112,74 @@ def test_duplicates_resend_an_earlier_valid_article_byte_for_byte():
     assert duplicates == 400
 
 
+@pytest.mark.parametrize("ratio", [0.0, 0.05, 0.3])
+def test_near_dup_ratio_gives_that_exact_share_of_near_duplicates(ratio):
+    """floor(count * ratio) records are near-duplicates, beside exact shares of invalid records and duplicates."""
+    kinds = Counter(r.kind for r in records(1000, bad_ratio=0.1, dup_ratio=0.1, near_dup_ratio=ratio))
+    assert kinds[RecordKind.NEAR_DUPLICATE] == int(1000 * ratio)
+    assert (kinds[RecordKind.DUPLICATE], sum(kinds[kind] for kind in BAD_KINDS)) == (100, 100)
+
+
+def test_near_duplicates_are_valid_articles_of_an_earlier_story_under_another_outlet():
+    """A copy is a full article with a new id (its partition key), headline, outlet and url, the
+    original's author and category, published at most NEAR_DUP_MAX_DELAY after an original sent before it."""
+    generated = records(2000, bad_ratio=0.1, dup_ratio=0.1, near_dup_ratio=0.2)
+    sent: set[str] = set()
+    for record in generated:
+        if record.kind is RecordKind.NEAR_DUPLICATE:
+            assert contract_violation(record.data) is None
+            assert record.partition_key == json.loads(record.data)["article_id"]
+            assert record.copy_of in sent and record.partition_key not in sent
+        if record.kind in (RecordKind.VALID, RecordKind.NEAR_DUPLICATE):
+            sent.add(record.partition_key)
+    pairs = near_duplicate_pairs(generated)
+    assert len(pairs) == 400
+    for original, copy in pairs:
+        assert is_full_article(copy), copy
+        for field in ("article_id", "title", "source", "url", "content"):
+            assert copy[field] != original[field], field
+        assert (copy["author"], copy["category"]) == (original["author"], original["category"])
+        delay = parse_published_at(copy["published_at"]) - parse_published_at(original["published_at"])
+        assert timedelta(0) <= delay < NEAR_DUP_MAX_DELAY
+        assert parse_published_at(copy["published_at"]) <= UNTIL
+
+
+def test_a_near_duplicate_body_is_its_original_with_a_byline_or_footer_and_a_few_words_replaced():
+    """Strip the copy's byline (crediting the original) or footer, and what is left has the original's
+    whitespace and words but for 1 to 4 replaced ones (0 if a draw gave a word back), each keeping its full stop."""
+    replaced, additions = Counter(), Counter()
+    for original, copy in near_duplicate_pairs(records(2000, near_dup_ratio=0.2)):
+        bylines = [f"By {original['author']}, {original['source']}\n\n", *(f"({a}) — " for a in AGENCIES)]
+        byline = next((b for b in bylines if copy["content"].startswith(b)), None)
+        footer = next((f for f in FOOTERS if copy["content"].endswith(f"\n\n{f}")), None)
+        assert (byline is None) != (footer is None), copy["content"]
+        body = copy["content"].removeprefix(byline) if byline else copy["content"].removesuffix(f"\n\n{footer}")
+        assert re.findall(r"\s+", body) == re.findall(r"\s+", original["content"])
+        changed = [(a, b) for a, b in zip(original["content"].split(), body.split(), strict=True) if a != b]
+        assert len(changed) <= 4
+        assert all(a.endswith(".") == b.endswith(".") for a, b in changed)
+        replaced[len(changed)] += 1
+        additions["byline" if byline else "footer"] += 1
+    assert {1, 2, 3, 4} <= set(replaced) <= {0, 1, 2, 3, 4} and min(additions.values()) >= 100, (replaced, additions)
+
+
+def test_near_duplicates_of_long_articles_stay_very_similar():
+    """As near_duplicates documents: copies of originals of 400 words or more have a 5-shingle
+    Jaccard similarity above 0.85 to them."""
+    pairs = near_duplicate_pairs(records(3000, near_dup_ratio=0.2))
+    long_pairs = [(original, copy) for original, copy in pairs if len(original["content"].split()) >= 400]
+    assert len(long_pairs) >= 100
+    for original, copy in long_pairs:
+        before, after = shingles(original["content"]), shingles(copy["content"])
+        assert len(before & after) / len(before | after) > 0.85
+
+
 @pytest.mark.parametrize(
-    ("bad_ratio", "dup_ratio"),
-    [(-0.1, 0), (1.1, 0), (0, 1.0), (0.5, 0.5)],
-    ids=["negative", "over-1", "all-dups", "sum"],
+    ("bad_ratio", "dup_ratio", "near_dup_ratio"),
+    [(-0.1, 0, 0), (1.1, 0, 0), (0, 0, -0.1), (0, 0, 1.1), (0, 1.0, 0), (0, 0, 1.0), (0.5, 0.5, 0), (0.5, 0.2, 0.3)],
+    ids=["negative", "over-1", "near-negative", "near-over-1", "all-dups", "all-near-dups", "sum", "sum-with-near"],
 )
-def test_impossible_ratios_are_rejected(bad_ratio, dup_ratio):
-    """Ratios outside [0, 1], or that leave no valid article for duplicates to repeat, raise ValueError."""
+def test_impossible_ratios_are_rejected(bad_ratio, dup_ratio, near_dup_ratio):
+    """Ratios outside [0, 1], or that leave no valid original for copies to repeat, raise ValueError."""
     with pytest.raises(ValueError, match="ratio"):
-        records(10, bad_ratio=bad_ratio, dup_ratio=dup_ratio)
+        records(10, bad_ratio=bad_ratio, dup_ratio=dup_ratio, near_dup_ratio=near_dup_ratio)
