@@ -1,4 +1,4 @@
-"""Writes fake news articles (plus chosen shares of invalid and duplicate records) to Kinesis.
+"""Writes fake news articles (plus chosen shares of invalid, duplicate and near-duplicate records) to Kinesis.
 
 The command line (``python -m news_populate``) for the ``populate`` container and for the host:
 
@@ -29,7 +29,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from news_populate.aggregation import CORRUPT_AGGREGATE, Aggregate, generate_aggregates
-from news_populate.articles import Record, RecordKind, generate_records
+from news_populate.articles import BAD_KINDS, Record, RecordKind, generate_records
 from news_populate.producer import (
     Pacer,
     PutRecordsError,
@@ -60,6 +60,7 @@ class Settings:
     dup_ratio: float
     until: datetime
     aggregate: int = 0  # user records per KPL aggregate at most; 0: one Kinesis record each
+    near_dup_ratio: float = 0.0  # share of near-duplicates (syndicated copies) of earlier articles
 
 
 @dataclass
@@ -128,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of exact re-sends of earlier articles (env DUP_RATIO, 0)",
     )  # fmt: skip
     parser.add_argument(
+        "--near-dup-ratio", type=float, default=env("NEAR_DUP_RATIO", "0"),
+        help="share of near-duplicates: an earlier article's story under a new id, outlet and headline, "
+        "lightly edited (env NEAR_DUP_RATIO, 0)",
+    )  # fmt: skip
+    parser.add_argument(
         "--until", type=_iso_utc, default=env("PUBLISHED_UNTIL"),
         help="articles are published in the 7 days before this ISO-8601 time "
         "(env PUBLISHED_UNTIL; default: the start of the current UTC hour)",
@@ -152,18 +158,23 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         parser.error(f"--count must be at least 1, got {args.count}")
     if args.rate < 0:
         parser.error(f"--rate must be 0 or more, got {args.rate}")
-    for flag, value in (("--bad-ratio", args.bad_ratio), ("--dup-ratio", args.dup_ratio)):
+    ratios = {"--bad-ratio": args.bad_ratio, "--dup-ratio": args.dup_ratio, "--near-dup-ratio": args.near_dup_ratio}
+    for flag, value in ratios.items():
         if not 0 <= value <= 1:
             parser.error(f"{flag} must be between 0 and 1, got {value}")
-    if args.dup_ratio and args.bad_ratio + args.dup_ratio >= 1:
-        parser.error("--bad-ratio plus --dup-ratio must be below 1: duplicates repeat valid articles")
+    if (args.dup_ratio or args.near_dup_ratio) and sum(ratios.values()) >= 1:
+        parser.error(
+            "--bad-ratio plus --dup-ratio plus --near-dup-ratio must be below 1: "
+            "duplicates and near-duplicates repeat valid articles"
+        )
     if args.aggregate < 0:
         parser.error(f"--aggregate must be 0 (off) or at least 1, got {args.aggregate}")
     until = args.until or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     return Settings(
-        args.stream, args.shards, args.count, args.rate, seed, args.bad_ratio, args.dup_ratio, until, args.aggregate
-    )
+        args.stream, args.shards, args.count, args.rate, seed, args.bad_ratio, args.dup_ratio, until,
+        aggregate=args.aggregate, near_dup_ratio=args.near_dup_ratio,
+    )  # fmt: skip
 
 
 def kinesis_client():
@@ -180,6 +191,7 @@ def record_batches(settings: Settings, batch_size: int) -> Iterator[list[Record]
         "until": settings.until,
         "bad_ratio": settings.bad_ratio,
         "dup_ratio": settings.dup_ratio,
+        "near_dup_ratio": settings.near_dup_ratio,
     }
     if settings.aggregate:
         return batches(generate_aggregates(settings.count, settings.aggregate, **mix), batch_size)
@@ -218,17 +230,22 @@ def populate(settings: Settings, client) -> RunStats:
 
 
 def summary_line(settings: Settings, stats: RunStats, elapsed: float) -> str:
-    """The run in one line; counts are of user records (those in corrupt aggregates included),
-    and with --aggregate a last clause counts the aggregates (``retried`` and MB are about them)."""
+    """The run in one line; counts are of user records (those in corrupt aggregates included).
+    ``valid`` counts distinct articles, near-duplicates included (each has an id of its own, so each
+    is an enriched row); with --near-dup-ratio a clause counts them. With --aggregate a last clause
+    counts the aggregates (``retried`` and MB are about them)."""
     kinds = stats.records
-    invalid = sum(n for kind, n in kinds.items() if kind not in (RecordKind.VALID, RecordKind.DUPLICATE))
+    near_duplicates, invalid = kinds[RecordKind.NEAR_DUPLICATE], sum(kinds[kind] for kind in BAD_KINDS)
     line = (
         f"populate: accepted {stats.user_records}/{settings.count} records into {settings.stream} "
-        f"({kinds[RecordKind.VALID]} valid, {invalid} invalid, {kinds[RecordKind.DUPLICATE]} duplicates), "
+        f"({kinds[RecordKind.VALID] + near_duplicates} valid, {invalid} invalid, "
+        f"{kinds[RecordKind.DUPLICATE]} duplicates), "
         f"failed {settings.count - stats.user_records}, retried {stats.retried}, "
         f"{stats.bytes / 1e6:.2f} MB, {elapsed:.2f} s, {stats.user_records / max(elapsed, 1e-9):.0f} rec/s, "
         f"seed {settings.seed}"
     )
+    if settings.near_dup_ratio:
+        line += f", {near_duplicates} of the valid are near-duplicates"
     if settings.aggregate:
         line += (
             f", in {stats.accepted} KPL aggregates of up to {settings.aggregate} "

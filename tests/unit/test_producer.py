@@ -7,7 +7,7 @@ import random
 import pytest
 
 from news_populate.articles import Record, RecordKind
-from news_populate.cli import parse_settings
+from news_populate.cli import RunStats, parse_settings, record_batches, summary_line
 from news_populate.producer import (
     BACKOFF_CAP_S,
     MAX_BYTES_PER_CALL,
@@ -134,6 +134,9 @@ def test_background_generation_raises_the_child_error():
         (["--stream", "s", "--shards", "0"], "--shards"),
         (["--stream", "s", "--bad-ratio", "2"], "--bad-ratio"),
         (["--stream", "s", "--bad-ratio", "0.6", "--dup-ratio", "0.5"], "--dup-ratio"),
+        (["--stream", "s", "--near-dup-ratio", "1.5"], "--near-dup-ratio"),
+        (["--stream", "s", "--near-dup-ratio", "-0.1"], "--near-dup-ratio"),
+        (["--stream", "s", "--bad-ratio", "0.5", "--near-dup-ratio", "0.5"], "--near-dup-ratio"),
         (["--stream", "s", "--rate", "-1"], "--rate"),
         (["--stream", "s", "--count", "ten"], "--count"),
         (["--stream", "s", "--until", "soon"], "--until"),
@@ -150,10 +153,32 @@ def test_misconfiguration_stops_with_one_line_naming_the_setting(argv, message, 
 
 
 def test_flags_fall_back_to_environment(monkeypatch):
-    """STREAM_NAME, RECORD_COUNT, BAD_RATIO and SEED configure a run without flags."""
+    """STREAM_NAME, RECORD_COUNT, BAD_RATIO, NEAR_DUP_RATIO and SEED configure a run without flags."""
     monkeypatch.setenv("STREAM_NAME", "from-env")
     monkeypatch.setenv("RECORD_COUNT", "42")
     monkeypatch.setenv("BAD_RATIO", "0.2")
+    monkeypatch.setenv("NEAR_DUP_RATIO", "0.1")
     monkeypatch.setenv("SEED", "9")
     settings = parse_settings([])
-    assert (settings.stream, settings.count, settings.bad_ratio, settings.seed) == ("from-env", 42, 0.2, 9)
+    assert (settings.stream, settings.count, settings.bad_ratio, settings.near_dup_ratio, settings.seed) == (
+        "from-env", 42, 0.2, 0.1, 9,
+    )  # fmt: skip
+
+
+def test_near_duplicates_are_off_by_default(monkeypatch):
+    """Without --near-dup-ratio or NEAR_DUP_RATIO a run sends no near-duplicates."""
+    monkeypatch.delenv("NEAR_DUP_RATIO", raising=False)
+    assert parse_settings(["--stream", "s"]).near_dup_ratio == 0
+
+
+def test_the_summary_counts_near_duplicates_among_the_valid_articles():
+    """--count 1000 --bad-ratio 0.1 --dup-ratio 0.05 --near-dup-ratio 0.05: 850 distinct valid articles
+    (the enriched rows to expect), 50 of them near-duplicates, said in a clause of their own."""
+    settings = parse_settings(["--stream", "s", "--count", "1000", "--bad-ratio", "0.1", "--dup-ratio", "0.05",
+                               "--near-dup-ratio", "0.05", "--seed", "3"])  # fmt: skip
+    stats = RunStats()
+    for batch in record_batches(settings, 500):
+        stats.count_user_records(batch)
+    line = summary_line(settings, stats, 1.0)
+    assert line.startswith("populate: accepted 1000/1000 records into s (850 valid, 100 invalid, 50 duplicates), ")
+    assert line.endswith(", seed 3, 50 of the valid are near-duplicates")
