@@ -24,15 +24,18 @@ import logging
 import re
 import time
 
+import pyarrow as pa
 from botocore.exceptions import ClientError
 from deltalake.exceptions import DeltaError
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.streaming.listener import StreamingQueryProgress
 
 from news_etl.aws import folder_has_objects, kinesis_client, s3_client
+from news_etl.clusters import ASSIGN_INPUT, ASSIGNED, ClusterIndex, load_index
 from news_etl.kinesis import ShardEnd, ShardEndStore
 from news_etl.kinesis.offsets import positions_after
 from news_etl.lease import Lease
@@ -40,8 +43,8 @@ from news_etl.report import batch_report, show
 from news_etl.resume import batch_record, check_start, load_seed
 from news_etl.schemas import ENRICHED, PREPARED_SPARK_SCHEMA, QUARANTINED
 from news_etl.session import build_session, fix_state_partitions
-from news_etl.settings import DELTA, PARQUET, ConfigurationError, Settings
-from news_etl.sink import WrittenFile, write_batch
+from news_etl.settings import DEFAULT_SPLIT_RATIOS, DELTA, PARQUET, ConfigurationError, Settings, split_fractions
+from news_etl.sink import WrittenFile, committed_parquet, write_batch
 from news_etl.state import (
     BatchResult,
     RunState,
@@ -51,11 +54,12 @@ from news_etl.state import (
     save_metrics,
     save_state,
 )
-from news_etl.table import commit_batch, compact, create_tables, is_table
+from news_etl.table import commit_batch, compact, create_tables, is_table, open_table
 
 log = logging.getLogger("etl")
 
 IDLE_POLL_S = 1.0
+ASSIGNED_SPARK_SCHEMA = from_arrow_schema(ASSIGNED)
 
 
 # --- Preflight: fail in one line before Spark starts -----------------------------------------
@@ -89,12 +93,20 @@ def preflight(settings: Settings, lease: Lease) -> RunState:
     lease.take()  # before anything is written to the checkpoint: a second job refuses here
     state = load_state(settings, summary["StreamCreationTimestamp"].isoformat())
     check_output_folders(settings.bucket, state.output_format)
+    ratios = state.split_ratios or settings.split_ratios or DEFAULT_SPLIT_RATIOS
     if state.output_format == DELTA:
         try:
-            create_tables(settings.bucket)
+            ratios = create_tables(settings.bucket, settings.split_ratios or DEFAULT_SPLIT_RATIOS)
         except OSError as error:  # delta-rs's S3 errors, after its own retries
             message = f"cannot create the Delta tables in s3://{settings.bucket}: {one_line(error)}"
             raise ConfigurationError(message) from None
+    if settings.split_ratios and split_fractions(settings.split_ratios) != split_fractions(ratios):
+        where = f"the table s3://{settings.bucket}/{ENRICHED}" if state.output_format == DELTA else "the checkpoint"
+        raise ConfigurationError(f"--split-ratios {settings.split_ratios}: {where} splits clusters {ratios}, fixed "
+                                 "for its life: drop the setting, or write to another bucket")  # fmt: skip
+    if state.split_ratios != ratios:
+        state.split_ratios = ratios
+        save_state(settings.state_file, state)
     check_start(settings, state)
     return state
 
@@ -169,17 +181,35 @@ def without_seeded(batch: DataFrame, seed: DataFrame, horizon_hours: int) -> Dat
     return batch.join(F.broadcast(seed), (F.col("dedup_key") == F.col("seed_key")) & within, "left_anti")
 
 
-class BatchHandler:
-    """``foreachBatch``: write, then account for the batch exactly once and report it."""
+def with_clusters(batch: DataFrame, assigned: pa.Table) -> DataFrame:
+    """The batch's rows with each valid article's cluster and split (``clusters.ASSIGNED``; null for
+    quarantined rows)."""
+    clusters = batch.sparkSession.createDataFrame(assigned, schema=ASSIGNED_SPARK_SCHEMA)
+    return batch.join(F.broadcast(clusters), on="article_id", how="left")
 
-    def __init__(self, settings: Settings, state: RunState, lease: Lease, seed: DataFrame | None = None) -> None:
-        self.settings, self.state, self.lease, self.seed = settings, state, lease, seed
+
+class BatchHandler:
+    """``foreachBatch``: assign clusters, write, then account for the batch exactly once and report it."""
+
+    def __init__(self, settings: Settings, state: RunState, lease: Lease, index: ClusterIndex,
+                 seed: DataFrame | None = None) -> None:  # fmt: skip
+        self.settings, self.state, self.lease, self.index, self.seed = settings, state, lease, index, seed
         self.rows_seen_at = time.monotonic()
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        started = time.monotonic()
         if self.seed is not None:
             batch = without_seeded(batch, self.seed, self.settings.dedup_horizon_hours)
+        batch = batch.persist()  # read once: the clusters need the articles before the writer writes them
+        try:
+            articles = batch.where(F.col("kind") == ENRICHED).select(*ASSIGN_INPUT).toArrow()
+            assigned = self.index.assign(articles, split_fractions(self.state.split_ratios))
+            self.write(with_clusters(batch, assigned), batch_id)
+        finally:
+            batch.unpersist()
+        self.index.add_assigned(articles, assigned)  # committed: later batches join these clusters
+
+    def write(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
         files = write_batch(batch, self.settings.bucket, self.state.run_id, batch_id, self.state.output_format)
         store = ShardEndStore(self.settings.shard_ends)
         ends, offset = store.load(batch_id), store.offset(batch_id)
@@ -245,8 +275,19 @@ def seed_frame(spark: SparkSession, settings: Settings, state: RunState) -> Data
     return spark.createDataFrame(seed).cache()
 
 
+def cluster_index(settings: Settings, state: RunState) -> ClusterIndex:
+    """The near-duplicate index of the enriched output's committed rows: the Delta table's, or the
+    plain folder's files but those of batches the checkpoint has not counted (a replay rewrites them)."""
+    if state.output_format == DELTA:
+        rows = open_table(settings.bucket, ENRICHED).to_pyarrow_dataset()
+    else:
+        rows = committed_parquet(settings.bucket, state.run_id, state.last_batch_id)
+    return load_index(rows, settings.dedup_horizon_hours)
+
+
 def run(spark: SparkSession, settings: Settings, state: RunState, lease: Lease) -> None:
-    handler = BatchHandler(settings, state, lease, seed_frame(spark, settings, state))
+    index = cluster_index(settings, state)
+    handler = BatchHandler(settings, state, lease, index, seed_frame(spark, settings, state))
     writer = (
         article_stream(spark, settings, state)
         .writeStream.foreachBatch(handler)

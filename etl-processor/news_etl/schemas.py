@@ -20,12 +20,20 @@ ARTICLE_FIELDS = ("article_id", "title", "content", "author", "source", "url", "
 RECORD_FIELDS = [pa.field("shard_id", pa.string()), pa.field("sequence_number", pa.string()),
                  pa.field("sub_sequence_number", pa.int64()), pa.field("arrival_time", TIMESTAMP)]  # fmt: skip
 PROCESSED_AT = pa.field("processed_at", TIMESTAMP)
+# The LSH band keys of the content (``near_dup``), computed in the read task; null without a word.
+NEAR_DUP_BANDS = pa.field("near_dup_bands", pa.list_(pa.int64()))
+# What the driver assigns each valid article (``clusters``): its near-duplicate cluster (the id of
+# the cluster's first article), whether it is that first article, and its split.
+CLUSTER_FIELDS = [pa.field("cluster_id", pa.string()), pa.field("first_in_cluster", pa.bool_()),
+                  pa.field("split", pa.string())]  # fmt: skip
 
 ENRICHED_SCHEMA = pa.schema(
     [
         *[pa.field(name, pa.string()) for name in ARTICLE_FIELDS],
         pa.field("published_at", TIMESTAMP),
         pa.field("word_count", pa.int32()),
+        *CLUSTER_FIELDS,
+        NEAR_DUP_BANDS,
         *RECORD_FIELDS,
         PROCESSED_AT,
     ]
@@ -35,12 +43,13 @@ QUARANTINE_SCHEMA = pa.schema([pa.field("raw_data", pa.binary()), pa.field("erro
 OUTPUT_SCHEMAS = {ENRICHED: ENRICHED_SCHEMA, QUARANTINED: QUARANTINE_SCHEMA}
 
 # What the read task yields for every record: where it goes (``kind``), the key dedup keeps the
-# first of, and both outputs' columns but the processing time.
+# first of, and both outputs' columns but those the driver adds (the clusters, the processing time).
+DRIVER_FIELDS = (*[field.name for field in CLUSTER_FIELDS], PROCESSED_AT.name)
 PREPARED_SCHEMA = pa.schema(
     [
         pa.field("kind", pa.string()),
         pa.field("dedup_key", pa.string()),
-        *[field for field in ENRICHED_SCHEMA if field.name != PROCESSED_AT.name],
+        *[field for field in ENRICHED_SCHEMA if field.name not in DRIVER_FIELDS],
         *[field for field in QUARANTINE_SCHEMA if field.name not in ENRICHED_SCHEMA.names],
     ]
 )

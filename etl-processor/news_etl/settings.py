@@ -25,6 +25,15 @@ DEFAULT_COMPACT_TARGET_MB = 256
 # The checkpoint's lease (news_etl.lease), renewed every third of it: long enough to ride out slow
 # S3 answers, short enough that a job restarted on another machine after a crash waits a minute at most.
 DEFAULT_LEASE_SECONDS = 60
+# Percent of near-duplicate clusters in train / validation / test (``clusters.split_of``), fixed for
+# a table's life: a cluster's split is a function of its id and these.
+DEFAULT_SPLIT_RATIOS = "98/1/1"
+
+
+def split_fractions(ratios: str) -> tuple[float, float, float]:
+    """``"98/1/1"`` as (0.98, 0.01, 0.01)."""
+    train, validation, test = (float(part) / 100 for part in ratios.split("/"))
+    return train, validation, test
 
 
 class ConfigurationError(RuntimeError):
@@ -52,6 +61,7 @@ class Settings:
     output_format: str | None = None  # None: the checkpoint's, or for a new one DEFAULT_OUTPUT_FORMAT
     compact_target_mb: int = DEFAULT_COMPACT_TARGET_MB  # 0: no compaction at the end of a run
     lease_seconds: float = DEFAULT_LEASE_SECONDS
+    split_ratios: str | None = None  # None: the table's (the checkpoint's, for Parquet), or for a new one the default
 
     @property
     def spark_checkpoint(self) -> str:

@@ -26,6 +26,7 @@ commits (``news_etl.table``) and counts (``news_etl.job``).
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
@@ -33,6 +34,8 @@ from datetime import timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -104,6 +107,20 @@ def output_path(bucket: str, kind: str, dt: str, run_id: str, batch_id: int, att
     without one, the same on every replay."""
     suffix = f"-{attempt}" if attempt else ""
     return f"{bucket}/{kind}/dt={dt}/part-{run_id}-{batch_id:08d}{suffix}.parquet"
+
+
+def committed_parquet(bucket: str, run_id: str, last_batch_id: int) -> ds.Dataset:
+    """The enriched plain-Parquet folder's files but those of this checkpoint's batches after
+    ``last_batch_id`` (written by an attempt the checkpoint has not counted)."""
+    filesystem = s3_filesystem()
+    base = f"{bucket}/{ENRICHED}"
+    listed = filesystem.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    uncounted = re.compile(rf"part-{re.escape(run_id)}-(\d+)\.parquet$")
+    paths = [info.path for info in listed if info.path.endswith(".parquet")
+             and not ((match := uncounted.search(info.path)) and int(match.group(1)) > last_batch_id)]  # fmt: skip
+    return ds.dataset(paths, schema=ENRICHED_SCHEMA.append(pa.field("dt", pa.string())), filesystem=filesystem,
+                      partitioning=ds.partitioning(pa.schema([pa.field("dt", pa.string())]), flavor="hive"),
+                      partition_base_dir=base)  # fmt: skip
 
 
 def staging_path(final: str) -> str:

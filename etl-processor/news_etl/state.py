@@ -98,6 +98,7 @@ class RunState:
     state_store: str = ""  # the dedup state's store, fixed when the checkpoint is made ("": made before RocksDB)
     state_partitions: int = 0  # the dedup state's partitions, fixed when its first batch runs (0: not yet)
     output_format: str = ""  # delta or parquet, fixed when the checkpoint is made ("": made before Delta)
+    split_ratios: str = ""  # the splits' percentages (``settings.DEFAULT_SPLIT_RATIOS``), fixed with the table
     dt: str = ""  # what the output's dt is: ARRIVAL_DATE ("": made when enriched's dt was the date published)
     # Where Spark's checkpoint last started without a batch (``news_etl.resume``): the tables'
     # record it started from (run_id, batch_id, positions), and the dedup keys standing in for the

@@ -27,6 +27,7 @@ from deltalake.exceptions import DeltaError
 from deltalake.transaction import AddAction
 
 from news_etl.aws import delta_storage_options
+from news_etl.near_dup import SCHEME
 from news_etl.schemas import ENRICHED, OUTPUT_SCHEMAS, QUARANTINED
 from news_etl.settings import DEFAULT_COMPACT_TARGET_MB, ConfigurationError
 from news_etl.sink import WrittenFile
@@ -47,6 +48,9 @@ TABLE_PROPERTIES = {RETENTION_PROPERTY: f"interval {DEFAULT_RETENTION_HOURS} hou
 # the job, whose enriched `dt` was the date published: a value producers control, so that 1,000
 # articles on 1,000 days made 1,000 partitions that compaction cannot merge.
 LAYOUT = "news-etl {kind}: partitioned by dt, the UTC date each record arrived in Kinesis"
+# The enriched table's near-duplicate keys and split ratios, fixed for its life: a cluster's keys
+# are comparable only with keys made the same way, and its split is a function of these ratios.
+NEAR_DUP_PROPERTY, SPLIT_PROPERTY = "news_etl.near_dup", "news_etl.split_ratios"
 
 
 def table_uri(bucket: str, kind: str) -> str:
@@ -74,13 +78,14 @@ def is_table(bucket: str, kind: str) -> bool:
     return DeltaTable.is_deltatable(table_uri(bucket, kind), storage_options=delta_storage_options())
 
 
-def create_tables(bucket: str) -> None:
+def create_tables(bucket: str, split_ratios: str) -> str:
     """Create both tables, partitioned by ``dt`` and with ``TABLE_PROPERTIES``, unless they exist
-    (idempotent).
+    (idempotent); a new enriched table records ``split_ratios``. Returns the enriched table's.
 
     Raises ``ConfigurationError``, before creating either, when an existing table is not one this
     job writes: other columns or partitions (delta-rs would commit the files all the same, and
-    readers would not see the new columns), or made by an earlier version (``LAYOUT``).
+    readers would not see the new columns), made by an earlier version (``LAYOUT``), or with other
+    near-duplicate keys (``near_dup.SCHEME``).
     """
     options = delta_storage_options()
     missing = []
@@ -90,9 +95,12 @@ def create_tables(bucket: str) -> None:
         else:
             missing.append(kind)
     for kind in missing:  # "ignore": another job may make it at the same moment
+        properties = TABLE_PROPERTIES | ({NEAR_DUP_PROPERTY: SCHEME, SPLIT_PROPERTY: split_ratios}
+                                         if kind == ENRICHED else {})  # fmt: skip
         DeltaTable.create(table_uri(bucket, kind), table_schema(kind), mode="ignore", partition_by=[PARTITION],
-                          description=LAYOUT.format(kind=kind), configuration=TABLE_PROPERTIES,
-                          storage_options=options)  # fmt: skip
+                          description=LAYOUT.format(kind=kind), configuration=properties,
+                          raise_if_key_not_exists=False, storage_options=options)  # fmt: skip
+    return open_table(bucket, ENRICHED).metadata().configuration[SPLIT_PROPERTY]
 
 
 def _check_table(table: DeltaTable, kind: str, uri: str) -> None:
@@ -106,6 +114,9 @@ def _check_table(table: DeltaTable, kind: str, uri: str) -> None:
             f"the Delta table {uri} was made by an earlier version of the job, whose enriched dt was "
             "the date published, which producers control: write to another bucket"
         )
+    if kind == ENRICHED and table.metadata().configuration.get(NEAR_DUP_PROPERTY) != SCHEME:
+        raise ConfigurationError(f"the Delta table {uri} holds near-duplicate keys made another way "
+                                 f"({table.metadata().configuration.get(NEAR_DUP_PROPERTY)}): write to another bucket")  # fmt: skip
 
 
 @dataclass(frozen=True)

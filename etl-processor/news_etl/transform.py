@@ -25,9 +25,11 @@ import orjson
 import pyarrow as pa
 from pyspark.sql import DataFrame
 
+from news_etl.near_dup import band_keys
 from news_etl.schemas import (
     ARTICLE_FIELDS,
     ENRICHED,
+    NEAR_DUP_BANDS,
     PREPARED_SCHEMA,
     PREPARED_SPARK_SCHEMA,
     QUARANTINED,
@@ -179,8 +181,9 @@ PASSED_THROUGH = [field.name for field in RECORD_FIELDS]  # the source's columns
 RAW_COLUMNS = ("shard_id", "sequence_number", "sub_sequence_number", "data", "aggregate_error")
 
 
-# The columns ``classify`` builds (the others are ``PASSED_THROUGH``), in the order of its row tuples.
-BUILT = tuple(name for name in PREPARED_SCHEMA.names if name not in PASSED_THROUGH)
+# The columns ``classify`` builds row by row (the others are ``PASSED_THROUGH`` or the band keys,
+# made for the whole batch at once), in the order of its row tuples.
+BUILT = tuple(name for name in PREPARED_SCHEMA.names if name not in (*PASSED_THROUGH, NEAR_DUP_BANDS.name))
 # Their values for a quarantined record, but for dedup_key, raw_data and error.
 QUARANTINED_ROW = dict.fromkeys(BUILT, None) | {"kind": QUARANTINED}
 
@@ -202,18 +205,22 @@ def _quarantined_row(data: bytes, reason: str, place: tuple) -> tuple:
 
 def classify(batch: pa.RecordBatch) -> pa.RecordBatch:
     """One batch of raw records (the data source's schema) as ``PREPARED_SCHEMA`` rows."""
-    rows = []
+    rows, contents = [], {}  # contents: row -> a valid article's content
     records = zip(*[batch.column(name).to_pylist() for name in RAW_COLUMNS], strict=True)
     for shard_id, sequence_number, sub_sequence_number, data, aggregate_error in records:
         try:
             if aggregate_error is not None:
                 raise InvalidArticleError(aggregate_error)
-            rows.append(_enriched_row(parse_article(data)))
+            article = parse_article(data)
+            contents[len(rows)] = article["content"]
+            rows.append(_enriched_row(article))
         except InvalidArticleError as reason:
             rows.append(_quarantined_row(data, str(reason), (shard_id, sequence_number, sub_sequence_number)))
     columns = zip(*rows, strict=True) if rows else [()] * len(BUILT)
     arrays = {name: pa.array(values, PREPARED_SCHEMA.field(name).type)
               for name, values in zip(BUILT, columns, strict=True)}  # fmt: skip
+    bands = dict(zip(contents, band_keys(list(contents.values())), strict=True))
+    arrays[NEAR_DUP_BANDS.name] = pa.array([bands.get(row) for row in range(len(rows))], NEAR_DUP_BANDS.type)
     arrays.update({name: batch.column(name) for name in PASSED_THROUGH})
     return pa.RecordBatch.from_arrays([arrays[name] for name in PREPARED_SCHEMA.names], schema=PREPARED_SCHEMA)
 

@@ -8,6 +8,7 @@ import pytest
 from deltalake import DeltaTable
 
 from news_etl import table
+from news_etl.near_dup import SCHEME
 from news_etl.settings import ConfigurationError
 
 
@@ -20,11 +21,12 @@ def tables(tmp_path, monkeypatch):
 
 
 WEEK = {"delta.deletedFileRetentionDuration": "interval 168 hours"}  # what the docs promise a pinned version
+ENRICHED_PROPERTIES = {"news_etl.near_dup": SCHEME, "news_etl.split_ratios": "98/1/1"}
 
 
 def test_the_tables_are_made_once_and_say_their_layout(tables):
-    table.create_tables("bucket")
-    table.create_tables("bucket")
+    table.create_tables("bucket", "98/1/1")
+    table.create_tables("bucket", "98/1/1")
     for kind, uri in tables.items():
         made = DeltaTable(uri)
         assert made.version() == 0
@@ -33,7 +35,7 @@ def test_the_tables_are_made_once_and_say_their_layout(tables):
             == f"news-etl {kind}: partitioned by dt, the UTC date each record arrived in Kinesis"
         )
         assert made.metadata().partition_columns == ["dt"]
-        assert made.metadata().configuration == WEEK
+        assert made.metadata().configuration == WEEK | (ENRICHED_PROPERTIES if kind == table.ENRICHED else {})
 
 
 def test_tables_an_earlier_version_made_are_refused_unchanged(tables):
@@ -41,7 +43,7 @@ def test_tables_an_earlier_version_made_are_refused_unchanged(tables):
     for kind, uri in tables.items():
         DeltaTable.create(uri, table.table_schema(kind), partition_by=["dt"])
     with pytest.raises(ConfigurationError, match="was made by an earlier version of the job, whose enriched dt was"):
-        table.create_tables("bucket")
+        table.create_tables("bucket", "98/1/1")
     assert {DeltaTable(uri).version() for uri in tables.values()} == {0}
 
 
@@ -53,17 +55,30 @@ def test_a_retention_already_set_on_a_table_is_kept(tables):
             uri,
             table.table_schema(kind),
             partition_by=["dt"],
-            configuration=month,
+            configuration=month | (ENRICHED_PROPERTIES if kind == table.ENRICHED else {}),
+            raise_if_key_not_exists=False,
             description=table.LAYOUT.format(kind=kind),
         )
-    table.create_tables("bucket")
-    for uri in tables.values():
-        assert (DeltaTable(uri).version(), DeltaTable(uri).metadata().configuration) == (0, month)
+    assert table.create_tables("bucket", "90/5/5") == "98/1/1"  # the table's ratios, not the setting's
+    for kind, uri in tables.items():
+        expected = month | (ENRICHED_PROPERTIES if kind == table.ENRICHED else {})
+        assert (DeltaTable(uri).version(), DeltaTable(uri).metadata().configuration) == (0, expected)
+
+
+def test_a_table_with_near_duplicate_keys_made_another_way_is_refused(tables):
+    """Band keys are comparable only with keys made by the same scheme: another is refused in one line."""
+    for kind, uri in tables.items():
+        other = {"news_etl.near_dup": "minhash: 3-word shingles", "news_etl.split_ratios": "98/1/1"}
+        DeltaTable.create(uri, table.table_schema(kind), partition_by=["dt"], description=table.LAYOUT.format(kind=kind),
+                          configuration=WEEK | (other if kind == table.ENRICHED else {}),
+                          raise_if_key_not_exists=False)  # fmt: skip
+    with pytest.raises(ConfigurationError, match=r"holds near-duplicate keys made another way \(minhash: 3-word"):
+        table.create_tables("bucket", "98/1/1")
 
 
 def test_vacuum_refuses_a_retention_shorter_than_the_tables_in_one_line_naming_it(tables):
     """A shorter retention stops vacuum before it deletes or commits anything; a longer one runs."""
-    table.create_tables("bucket")
+    table.create_tables("bucket", "98/1/1")
     with pytest.raises(ConfigurationError) as refused:
         table.vacuum("bucket", retention_hours=24)
     assert str(refused.value) == (
@@ -86,6 +101,6 @@ def test_vacuum_refuses_a_retention_shorter_than_the_tables_in_one_line_naming_i
 def test_a_table_that_is_not_the_jobs_is_refused_and_the_other_not_made(tables, schema):
     DeltaTable.create(tables[table.QUARANTINED], schema(table.QUARANTINED), partition_by=["dt"])
     with pytest.raises(ConfigurationError, match="has other columns or partitions than this job writes"):
-        table.create_tables("bucket")
+        table.create_tables("bucket", "98/1/1")
     assert DeltaTable(tables[table.QUARANTINED]).version() == 0
     assert not DeltaTable.is_deltatable(tables[table.ENRICHED])

@@ -4,14 +4,17 @@ the writer receives from them (``news_etl.sink``)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
-from pyspark.sql import Row
+from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from news_etl.clusters import ASSIGN_INPUT, ClusterIndex
+from news_etl.job import with_clusters
 from news_etl.resume import invalid_keys
 from news_etl.schemas import OUTPUT_COLUMNS, PREPARED_SCHEMA
 from news_etl.settings import DELTA, PARQUET
@@ -263,10 +266,17 @@ def test_duplicate_json_keys_keep_the_last_value(prepared):
 WRITER_COLUMNS = [
     "kind", "dt",
     "article_id", "title", "content", "author", "source", "url", "category", "language",
-    "published_at", "word_count", "shard_id", "sequence_number", "sub_sequence_number", "arrival_time",
+    "published_at", "word_count", "cluster_id", "first_in_cluster", "split", "near_dup_bands",
+    "shard_id", "sequence_number", "sub_sequence_number", "arrival_time",
     "processed_at",
     "raw_data", "error",
 ]  # fmt: skip
+
+
+def clustered(batch: DataFrame) -> DataFrame:
+    """The batch with its articles' clusters, as the job's batch handler gives them (an empty index)."""
+    articles = batch.where(F.col("kind") == "enriched").select(*ASSIGN_INPUT).toArrow()
+    return with_clusters(batch, ClusterIndex(horizon_us=3600 * 10**6).assign(articles, (0.98, 0.01, 0.01)))
 
 
 def test_output_rows_partition_by_utc_arrival_date(spark):
@@ -283,7 +293,7 @@ def test_output_rows_partition_by_utc_arrival_date(spark):
             article(article_id="other", published_at="2100-01-01T00:00:00"),
         ),
     ]
-    out = output_rows(prepare_records(spark.createDataFrame(rows, RAW_SCHEMA)))
+    out = output_rows(clustered(prepare_records(spark.createDataFrame(rows, RAW_SCHEMA))))
     assertDataFrameEqual(
         out.select("sequence_number", "kind", "dt"),
         [Row(sequence_number="1", kind="enriched", dt="2026-11-20"),
@@ -295,7 +305,7 @@ def test_output_rows_partition_by_utc_arrival_date(spark):
 
 def test_output_rows_have_the_writer_columns_in_order(spark):
     """The writer receives exactly the documented columns, in the documented order."""
-    out = output_rows(prepare_records(raw_frame(spark, [article()])))
+    out = output_rows(clustered(prepare_records(raw_frame(spark, [article()]))))
     assert out.columns == WRITER_COLUMNS
     assert list(OUTPUT_COLUMNS) == WRITER_COLUMNS
     assert out.schema["published_at"].dataType.simpleString() == "timestamp"
@@ -305,10 +315,11 @@ def test_output_rows_have_the_writer_columns_in_order(spark):
 def test_a_delta_batch_is_written_without_a_shuffle_of_its_own_and_plain_parquet_after_one(spark):
     """The dedup's shuffle is the only one a Delta batch crosses (its tasks write what they hold);
     plain Parquet is shuffled by kind and dt, so that one task writes each file."""
-    batch = prepare_records(raw_frame(spark, [article(), b"not json"]))
+    batch = clustered(prepare_records(raw_frame(spark, [article(), b"not json"])))
 
-    def exchanges(output_format: str) -> int:
-        return rows_to_write(batch, output_format)._jdf.queryExecution().executedPlan().toString().count("Exchange ")
+    def exchanges(output_format: str) -> int:  # shuffles; the clusters' broadcast is not one
+        plan = rows_to_write(batch, output_format)._jdf.queryExecution().executedPlan().toString()
+        return len(re.findall(r"(?<!Broadcast)Exchange ", plan))
 
     assert {DELTA: exchanges(DELTA), PARQUET: exchanges(PARQUET)} == {DELTA: 0, PARQUET: 1}
 

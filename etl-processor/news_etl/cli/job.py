@@ -30,11 +30,13 @@ from news_etl.settings import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_RECORDS,
     DEFAULT_OUTPUT_FORMAT,
+    DEFAULT_SPLIT_RATIOS,
     LOCAL_MASTER,
     OUTPUT_FORMATS,
     S3,
     ConfigurationError,
     Settings,
+    split_fractions,
 )
 from news_etl.state import quarantine_gate
 
@@ -113,7 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lease-seconds", type=float, default=env("LEASE_SECONDS", str(DEFAULT_LEASE_SECONDS)),
         help="the job's lease on its checkpoint, renewed every third of it: another job may take the checkpoint "
              f"over this long after a job stopped renewing (env LEASE_SECONDS, {DEFAULT_LEASE_SECONDS})")  # fmt: skip
+    add("--split-ratios", default=env("SPLIT_RATIOS"),
+        help="percent of near-duplicate clusters in train/validation/test, for a new table; fixed for its life "
+             f"(env SPLIT_RATIOS, {DEFAULT_SPLIT_RATIOS})")  # fmt: skip
     return parser
+
+
+SPLIT_RATIOS = re.compile(r"(\d+(\.\d+)?)/(\d+(\.\d+)?)/(\d+(\.\d+)?)")
+
+
+def split_ratios_error(ratios: str | None) -> str | None:
+    """One line naming --split-ratios when it is not three percentages summing to 100, train above 0."""
+    if ratios is None:
+        return None
+    if not SPLIT_RATIOS.fullmatch(ratios) or abs(sum(split_fractions(ratios)) - 1) > 1e-9 or not split_fractions(ratios)[0]:
+        return f"--split-ratios (SPLIT_RATIOS) must be train/validation/test percentages summing to 100, got {ratios!r}"
+    return None
 
 
 # The numeric settings: the least each may be, and whether that least is allowed itself.
@@ -138,7 +155,7 @@ def range_error(args: argparse.Namespace) -> str | None:
     ratio = args.max_quarantine_ratio
     if ratio is not None and not 0 <= ratio <= 1:
         return f"--max-quarantine-ratio must be between 0 and 1, got {ratio}"
-    return None
+    return split_ratios_error(args.split_ratios)
 
 
 def parse_settings(argv: list[str] | None = None) -> Settings:
@@ -185,6 +202,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         output_format=args.output_format,
         compact_target_mb=args.compact_target_mb,
         lease_seconds=args.lease_seconds,
+        split_ratios=args.split_ratios,
     )
 
 
