@@ -101,8 +101,8 @@ class Bench:
                   "Kinesis records", flush=True)  # fmt: skip
         return self.streams[key]
 
-    def _env(self, emulator: str) -> dict[str, str]:
-        return {**os.environ, **self.emulators[emulator].env()}
+    def _env(self, emulator: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {**os.environ, **self.emulators[emulator].env(), **(extra or {})}
 
     def _record(self, run: Run) -> Run:
         self.runs.append(run)
@@ -128,21 +128,22 @@ class Bench:
                                 per_aggregate))  # fmt: skip
 
     def etl(self, emulator: str, shards: int, records: int, repeat: int = 0, *, per_aggregate: int = 1,
-            batch: int = BATCH) -> Run:  # fmt: skip
+            batch: int = BATCH, tool: str = "etl", env: dict[str, str] | None = None) -> Run:  # fmt: skip
         """The job, ``batch`` articles a batch: --max-records-per-batch counts Kinesis records, so
-        an aggregated stream gets ``batch / per_aggregate``. Its batch lines count articles (rows)."""
+        an aggregated stream gets ``batch / per_aggregate``. Its batch lines count articles (rows).
+        ``tool`` names the run (another version of the job, run with ``env``)."""
         stream = self.stream(emulator, shards, records, per_aggregate)
         bucket = f"bench-{uuid.uuid4().hex[:10]}"
         self.emulators[emulator].client("s3").create_bucket(Bucket=bucket)
         argv = [sys.executable, "-m", "news_etl", "--stream", stream, "--bucket", bucket,
                 "--checkpoint", str(self.work / f"checkpoint-{bucket}"), "--once", "--master", "local[2]",
                 "--max-records-per-batch", str(batch // per_aggregate)]  # fmt: skip
-        result = measured_run(argv, self._env(emulator))
+        result = measured_run(argv, self._env(emulator, env))
         assert result.returncode == 0, result.stderr[-2000:]
         read = [(t, int(m[2])) for t, line in result.lines if (m := BATCH_LINE.match(line))]
         assert sum(n for _, n in read) == records, read
         rate = sum(n for _, n in read[1:]) / (read[-1][0] - read[0][0]) if len(read) > 1 else None
-        return self._record(Run("etl", emulator, shards, records, result.wall_s, result.cpu_s, rate,
+        return self._record(Run(tool, emulator, shards, records, result.wall_s, result.cpu_s, rate,
                                 result.peak_rss, repeat, per_aggregate, result.cpu_by_kind))  # fmt: skip
 
     def naive(self, emulator: str, shards: int, records: int) -> Run:

@@ -68,15 +68,15 @@ class Segment:
 
     @classmethod
     def of(cls, keys: np.ndarray, clusters: np.ndarray, seen: np.ndarray) -> Segment:
-        """Entries from (key, cluster, arrival) rows, a key repeated taking the lowest cluster and the latest time."""
-        order = np.lexsort((clusters, keys))
+        """Entries from (key, cluster, arrival) rows, a key repeated taking the lowest cluster and the
+        latest time. A stable sort: two sorted segments concatenated are sorted in linear time."""
+        order = np.argsort(keys, kind="stable")
         keys, clusters, seen = keys[order], clusters[order], seen[order]
-        first = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1]))) if len(keys) else np.zeros(0, int)
-        latest = np.maximum.reduceat(seen, first) if len(keys) else seen
-        return cls(keys[first], clusters[first], latest)
+        first = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+        return cls(keys[first], np.minimum.reduceat(clusters, first), np.maximum.reduceat(seen, first))
 
     def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each key, whether this segment holds it, and where."""
+        """For each of the (sorted) ``keys``, whether this segment holds it, and where."""
         where = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
         return self.keys[where] == keys, where
 
@@ -85,7 +85,7 @@ class ClusterIndex:
     """Band key -> cluster, for the rows that arrived within ``horizon_us`` of the newest.
 
     Entries live in sorted numpy segments (the logarithmic method: a batch's new keys make a segment,
-    and two segments merge when the newer is at least half the older), so a batch costs a binary
+    and two segments merge when the newer is as large as the older), so a batch costs a binary
     search per key and memory is about 24 bytes a band key (docs/design.md has the measured figure).
     """
 
@@ -93,6 +93,7 @@ class ClusterIndex:
         self.horizon_us = horizon_us
         self.segments: list[Segment] = []
         self.names: dict[int, str] = {}  # cluster hash (as int64) -> cluster id
+        self.names_kept = 0  # how many names the last pruning kept: the next prunes at twice as many
         self.newest: int | None = None  # the latest arrival among the rows added
 
     @property
@@ -104,19 +105,22 @@ class ClusterIndex:
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """The cluster (hash) holding each key, or 0 where none within the horizon does."""
-        found = np.zeros(len(keys), np.int64)
-        held = np.zeros(len(keys), bool)
+        distinct, inverse = np.unique(keys, return_inverse=True)  # sorted: binary searches that stay in cache
+        found = np.zeros(len(distinct), np.int64)
+        held = np.zeros(len(distinct), bool)
         oldest = self._oldest_kept()
         for segment in self.segments:
-            hit, where = segment.find(keys)
+            hit, where = segment.find(distinct)
             hit &= segment.seen[where] >= oldest
             found[hit], held[hit] = segment.clusters[where[hit]], True
-        return np.where(held, found, 0)
+        return np.where(held, found, 0)[inverse]
 
     def add(self, keys: np.ndarray, clusters: np.ndarray, seen: np.ndarray, names: dict[int, str]) -> None:
         """Add committed rows' band keys: a key already held (and not expired) takes the lower cluster
         and the later time; a new key goes into a new segment."""
         oldest = self._oldest_kept()
+        order = np.argsort(keys, kind="stable")  # sorted: binary searches that stay in cache
+        keys, clusters, seen = keys[order], clusters[order], seen[order]
         new = np.ones(len(keys), bool)
         for segment in self.segments:
             hit, where = segment.find(keys)
@@ -135,16 +139,17 @@ class ClusterIndex:
         self._merge()
 
     def _merge(self) -> None:
-        while len(self.segments) > 1 and 2 * len(self.segments[-1].keys) >= len(self.segments[-2].keys):
+        while len(self.segments) > 1 and len(self.segments[-1].keys) >= len(self.segments[-2].keys):
             newer, older = self.segments.pop(), self.segments.pop()
             keys, clusters, seen = (np.concatenate((getattr(older, name), getattr(newer, name)))
                                     for name in ("keys", "clusters", "seen"))  # fmt: skip
             live = seen >= self._oldest_kept()
             if live.any():
                 self.segments.append(Segment.of(keys[live], clusters[live], seen[live]))
-        if len(self.segments) <= 1:  # everything merged: forget the names no entry holds any more
+        if len(self.segments) <= 1 and len(self.names) > 2 * self.names_kept:  # forget names no entry holds
             held = set(self.segments[0].clusters.tolist()) if self.segments else set()
             self.names = {cluster: name for cluster, name in self.names.items() if cluster in held}
+            self.names_kept = len(self.names)
 
     def assign(self, articles: pa.Table, ratios: tuple[float, float, float]) -> pa.Table:
         """Each article's cluster, whether it is the first, and its split (``ASSIGNED``); ``articles``:

@@ -100,6 +100,14 @@ def preflight(settings: Settings, lease: Lease) -> RunState:
         except OSError as error:  # delta-rs's S3 errors, after its own retries
             message = f"cannot create the Delta tables in s3://{settings.bucket}: {one_line(error)}"
             raise ConfigurationError(message) from None
+    fix_split_ratios(settings, state, ratios)
+    check_start(settings, state)
+    return state
+
+
+def fix_split_ratios(settings: Settings, state: RunState, ratios: str) -> None:
+    """Record the output's split ratios (the table's, or for plain Parquet the checkpoint's) with the
+    checkpoint; another ``--split-ratios`` stops the job in one line: a cluster's split is fixed."""
     if settings.split_ratios and split_fractions(settings.split_ratios) != split_fractions(ratios):
         where = f"the table s3://{settings.bucket}/{ENRICHED}" if state.output_format == DELTA else "the checkpoint"
         raise ConfigurationError(f"--split-ratios {settings.split_ratios}: {where} splits clusters {ratios}, fixed "
@@ -107,8 +115,6 @@ def preflight(settings: Settings, lease: Lease) -> RunState:
     if state.split_ratios != ratios:
         state.split_ratios = ratios
         save_state(settings.state_file, state)
-    check_start(settings, state)
-    return state
 
 
 def one_line(error: Exception) -> str:

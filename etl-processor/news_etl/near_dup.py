@@ -36,7 +36,8 @@ SCHEME = (f"minhash: rensa algorithm {rensa.RMinHash.ALGORITHM_VERSION}, seed {M
 WORD = re.compile(r"\w+")
 SPACE = 32
 # ASCII bytes as the normalised text has them: word characters lowercased, every other byte a space.
-ASCII_WORDS = bytes(c + 32 if 65 <= c <= 90 else c if chr(c).isalnum() or c == 95 else 32 for c in range(128)) + bytes([SPACE]) * 128
+ASCII_WORDS = bytes(c + 32 if 65 <= c <= 90 else c if (c < 128 and chr(c).isalnum()) or c == 95 else SPACE
+                    for c in range(256))  # fmt: skip
 # Odd 64-bit constants: position weights of a word's bytes, and of a shingle's words and a band's values.
 _RANDOM = np.random.default_rng(MINHASH_SEED)
 BYTE_WEIGHTS = _RANDOM.integers(1, 2**63, size=64, dtype=np.uint64) * np.uint64(2) + np.uint64(1)

@@ -114,9 +114,10 @@ def _check_table(table: DeltaTable, kind: str, uri: str) -> None:
             f"the Delta table {uri} was made by an earlier version of the job, whose enriched dt was "
             "the date published, which producers control: write to another bucket"
         )
-    if kind == ENRICHED and table.metadata().configuration.get(NEAR_DUP_PROPERTY) != SCHEME:
-        raise ConfigurationError(f"the Delta table {uri} holds near-duplicate keys made another way "
-                                 f"({table.metadata().configuration.get(NEAR_DUP_PROPERTY)}): write to another bucket")  # fmt: skip
+    scheme = table.metadata().configuration.get(NEAR_DUP_PROPERTY)
+    if kind == ENRICHED and scheme != SCHEME:
+        raise ConfigurationError(f"the Delta table {uri} holds near-duplicate keys made another way ({scheme}): "
+                                 "write to another bucket")  # fmt: skip
 
 
 @dataclass(frozen=True)

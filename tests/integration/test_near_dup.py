@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections import Counter
 
 import pytest
 
@@ -92,3 +93,20 @@ def test_clusters_match_the_oracle_through_a_kill_a_restart_and_a_compaction(mot
     compacted = run_module(TOOLS_MODULE, ["compact", "--bucket", bucket], moto, timeout=120)
     assert compacted.returncode == 0, compacted.stderr
     assert assignments(moto, bucket) == after
+    assert_trainers_read_the_training_set(moto, bucket, after)
+
+
+def assert_trainers_read_the_training_set(moto, bucket: str, rows: dict) -> None:
+    """docs/reading.md's training-set recipes, with Polars and DuckDB, against the table read here."""
+    validation = sorted(a for a, (_, _, split) in rows.items() if split == "validation")
+    train = {a: cluster for a, (cluster, _, split) in rows.items() if split == "train"}
+    sizes = Counter(train.values())
+    expected = {"validation": validation, "one_per_cluster": sorted(a for a in train if rows[a][1]),
+                "weights": {a: 1 / sizes[cluster] for a, cluster in train.items()}}  # fmt: skip
+    for reader in ("polars-training", "duckdb-training"):
+        done = run_module("tests.support.readers", [reader, bucket, "latest"], moto)
+        assert done.returncode == 0, done.stderr
+        read = json.loads(done.stdout)
+        assert sorted(read["validation"]) == expected["validation"] and validation, reader
+        assert sorted(read["one_per_cluster"]) == expected["one_per_cluster"], reader
+        assert read["weights"] == pytest.approx(expected["weights"]), reader

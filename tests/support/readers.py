@@ -3,7 +3,10 @@
     python -m tests.support.readers READER BUCKET VERSION   (VERSION: a number, or "latest")
 
 prints the article ids it read, as a JSON list. READER is one of ``READERS``: each is the way
-docs/reading.md shows. A process of its own, because what a trainer needs is also that the
+docs/reading.md shows. The ``*-training`` readers take the training set's views instead, as
+docs/reading.md's "A training set" recipes do, and print them as a JSON object: the validation
+split's ids, the train split's first article of each cluster, and each train article's weight.
+A process of its own, because what a trainer needs is also that the
 reading process exits 0 (delta-rs and pyarrow have aborted at exit: delta-io/delta-rs#2184, apache/arrow#41087).
 The endpoint and credentials come from the AWS_* environment, as for the job.
 """
@@ -38,12 +41,10 @@ def with_polars(uri: str, version: int | None) -> list[str]:
     return pl.read_delta(uri, version=version, storage_options=storage_options())["article_id"].to_list()
 
 
-def with_duckdb(uri: str, version: int | None) -> list[str]:
-    """DuckDB's delta extension reads the latest version; a pinned one is its file list (DuckDB 1.4's
-    delta_scan takes no version)."""
+def duckdb_connection():
+    """DuckDB with the delta, httpfs and aws extensions from their PyPI packages, and the S3 secret."""
     import duckdb
     import duckdb_ext
-    from deltalake import DeltaTable
 
     extensions = os.path.join(duckdb_ext.__path__[0], "extensions")  # the PyPI packages' extension folder
     con = duckdb.connect(config={"extension_directory": extensions, "autoinstall_known_extensions": False})
@@ -54,6 +55,15 @@ def with_duckdb(uri: str, version: int | None) -> list[str]:
         "CREATE SECRET s3 (TYPE s3, PROVIDER credential_chain, ENDPOINT ?, URL_STYLE 'path', USE_SSL ?, REGION ?)",
         [endpoint.netloc, endpoint.scheme == "https", os.environ.get("AWS_REGION", "us-east-1")],
     )
+    return con
+
+
+def with_duckdb(uri: str, version: int | None) -> list[str]:
+    """DuckDB's delta extension reads the latest version; a pinned one is its file list (DuckDB 1.4's
+    delta_scan takes no version)."""
+    from deltalake import DeltaTable
+
+    con = duckdb_connection()
     if version is None:
         rows = con.execute("SELECT article_id FROM delta_scan(?)", [uri]).fetchall()
     else:
@@ -62,12 +72,39 @@ def with_duckdb(uri: str, version: int | None) -> list[str]:
     return [article_id for (article_id,) in rows]
 
 
-READERS = {"deltalake": with_deltalake, "polars": with_polars, "duckdb": with_duckdb}
+def training_with_polars(uri: str, version: int | None) -> dict:
+    import polars as pl
+
+    articles = pl.read_delta(uri, version=version, storage_options=storage_options())
+    validation = articles.filter(pl.col("split") == "validation")
+    train = articles.filter(pl.col("split") == "train")
+    one_per_cluster = train.filter(pl.col("first_in_cluster"))
+    weighted = train.with_columns((1 / pl.len().over("cluster_id")).alias("weight"))
+    return {"validation": validation["article_id"].to_list(),
+            "one_per_cluster": one_per_cluster["article_id"].to_list(),
+            "weights": dict(zip(weighted["article_id"], weighted["weight"], strict=True))}  # fmt: skip
+
+
+def training_with_duckdb(uri: str, version: int | None) -> dict:
+    """The latest version (``delta_scan``); the same queries read a pinned version's file list."""
+    con = duckdb_connection()
+    scan = "delta_scan(?)"
+    validation = con.execute(f"SELECT article_id FROM {scan} WHERE split = 'validation'", [uri]).fetchall()
+    one_per_cluster = con.execute(f"SELECT article_id FROM {scan} WHERE split = 'train' AND first_in_cluster",
+                                  [uri]).fetchall()  # fmt: skip
+    weights = con.execute(f"SELECT article_id, 1.0 / count(*) OVER (PARTITION BY cluster_id) AS weight FROM {scan} "
+                          "WHERE split = 'train'", [uri]).fetchall()  # fmt: skip
+    return {"validation": [row[0] for row in validation], "one_per_cluster": [row[0] for row in one_per_cluster],
+            "weights": {article_id: float(weight) for article_id, weight in weights}}  # fmt: skip
+
+
+READERS = {"deltalake": with_deltalake, "polars": with_polars, "duckdb": with_duckdb,
+           "polars-training": training_with_polars, "duckdb-training": training_with_duckdb}  # fmt: skip
 
 
 def main(reader: str, bucket: str, version: str) -> int:
-    ids = READERS[reader](f"s3://{bucket}/enriched", None if version == "latest" else int(version))
-    print(json.dumps(sorted(ids)))
+    read = READERS[reader](f"s3://{bucket}/enriched", None if version == "latest" else int(version))
+    print(json.dumps(sorted(read) if isinstance(read, list) else read))
     return 0
 
 

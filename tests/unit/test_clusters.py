@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 import pytest
 
 from news_etl.clusters import ClusterIndex, cluster_hash, load_index, split_of
@@ -18,6 +17,7 @@ from news_etl.clusters import ClusterIndex, cluster_hash, load_index, split_of
 HOUR_US = 3600 * 10**6
 RATIOS = (0.98, 0.01, 0.01)
 START = datetime(2026, 12, 1, tzinfo=UTC)
+TIMESTAMP = pa.timestamp("us", "UTC")
 
 
 def batch(*articles: tuple[str, list[int] | None], start: int = 0) -> pa.Table:
@@ -25,7 +25,7 @@ def batch(*articles: tuple[str, list[int] | None], start: int = 0) -> pa.Table:
     count = len(articles)
     return pa.table({
         "article_id": [article_id for article_id, _ in articles],
-        "arrival_time": pa.array([START + timedelta(seconds=start + k) for k in range(count)], pa.timestamp("us", "UTC")),
+        "arrival_time": pa.array([START + timedelta(seconds=start + k) for k in range(count)], TIMESTAMP),
         "shard_id": ["shardId-000000000000"] * count,
         "sequence_number": [str(10**20 + start + k) for k in range(count)],
         "sub_sequence_number": pa.nulls(count, pa.int64()),

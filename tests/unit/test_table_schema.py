@@ -69,7 +69,8 @@ def test_a_table_with_near_duplicate_keys_made_another_way_is_refused(tables):
     """Band keys are comparable only with keys made by the same scheme: another is refused in one line."""
     for kind, uri in tables.items():
         other = {"news_etl.near_dup": "minhash: 3-word shingles", "news_etl.split_ratios": "98/1/1"}
-        DeltaTable.create(uri, table.table_schema(kind), partition_by=["dt"], description=table.LAYOUT.format(kind=kind),
+        DeltaTable.create(uri, table.table_schema(kind), partition_by=["dt"],
+                          description=table.LAYOUT.format(kind=kind),
                           configuration=WEEK | (other if kind == table.ENRICHED else {}),
                           raise_if_key_not_exists=False)  # fmt: skip
     with pytest.raises(ConfigurationError, match=r"holds near-duplicate keys made another way \(minhash: 3-word"):

@@ -128,7 +128,7 @@ def split_ratios_error(ratios: str | None) -> str | None:
     """One line naming --split-ratios when it is not three percentages summing to 100, train above 0."""
     if ratios is None:
         return None
-    if not SPLIT_RATIOS.fullmatch(ratios) or abs(sum(split_fractions(ratios)) - 1) > 1e-9 or not split_fractions(ratios)[0]:
+    if not SPLIT_RATIOS.fullmatch(ratios) or abs(sum(split_fractions(ratios)) - 1) > 1e-9 or ratios.startswith("0/"):
         return f"--split-ratios (SPLIT_RATIOS) must be train/validation/test percentages summing to 100, got {ratios!r}"
     return None
 
