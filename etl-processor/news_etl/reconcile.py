@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -50,6 +51,17 @@ def dataset(filesystem: pafs.FileSystem, bucket: str, kind: str, objects: list[p
 def quarantine_reasons(quarantine: ds.Dataset) -> Counter[str]:
     """How many quarantined rows each reason has."""
     return Counter(quarantine.to_table(columns=["error"]).column("error").to_pylist())
+
+
+def training_set(enriched: ds.Dataset) -> dict[str, tuple[int, int, int]]:
+    """Per split: articles, near-duplicate clusters, and articles in clusters of more than one."""
+    rows = enriched.to_table(columns=["split", "cluster_id"])
+    sizes = rows.group_by(["split", "cluster_id"]).aggregate([("cluster_id", "count")])
+    figures = {}
+    for split in sorted(set(sizes["split"].to_pylist()), key=str):
+        counts = pc.filter(sizes["cluster_id_count"], pc.equal(sizes["split"], split)).to_numpy()
+        figures[split] = (int(counts.sum()), len(counts), int(counts[counts > 1].sum()))
+    return figures
 
 
 def live_file_sizes(bucket: str, kind: str) -> list[int]:

@@ -94,6 +94,19 @@ def test_clusters_match_the_oracle_through_a_kill_a_restart_and_a_compaction(mot
     assert compacted.returncode == 0, compacted.stderr
     assert assignments(moto, bucket) == after
     assert_trainers_read_the_training_set(moto, bucket, after)
+    assert_inspect_counts_the_training_set(moto, bucket, after)
+
+
+def assert_inspect_counts_the_training_set(moto, bucket: str, rows: dict) -> None:
+    """`tools inspect` prints each split's articles, clusters, and articles in clusters of two or more."""
+    inspected = run_module(TOOLS_MODULE, ["inspect", "--bucket", bucket], moto)
+    assert inspected.returncode == 0, inspected.stderr
+    for split in ("train", "validation", "test"):
+        sizes = Counter(cluster for cluster, _, in_split in rows.values() if in_split == split)
+        if sizes:
+            expected = f"  {split:<10}  {sum(sizes.values()):>8,}  {len(sizes):>8,}  "
+            expected += f"{sum(n for n in sizes.values() if n > 1):>8,}"
+            assert expected in inspected.stdout.splitlines(), inspected.stdout
 
 
 def assert_trainers_read_the_training_set(moto, bucket: str, rows: dict) -> None:

@@ -30,13 +30,21 @@ import pyarrow.fs as pafs
 
 from news_etl import hadoop_s3, table
 from news_etl.aws import s3_filesystem
-from news_etl.reconcile import compare, dataset, list_objects, live_file_sizes, quarantine_reasons, recount
+from news_etl.reconcile import (
+    compare,
+    dataset,
+    list_objects,
+    live_file_sizes,
+    quarantine_reasons,
+    recount,
+    training_set,
+)
 from news_etl.schemas import ENRICHED, QUARANTINED
 from news_etl.settings import DEFAULT_COMPACT_TARGET_MB, PARQUET, ConfigurationError, Settings
 from news_etl.state import read_state
 
 DESCRIPTION = "Operator tools: look at what the job wrote, check it against the checkpoint, keep the tables lean."
-SAMPLE_COLUMNS = ["article_id", "published_at", "word_count", "title"]
+SAMPLE_COLUMNS = ["article_id", "published_at", "word_count", "cluster_id", "split", "title"]
 EXIT_DISAGREE, EXIT_NO_STATE, EXIT_USAGE = 1, 2, 2
 
 
@@ -66,6 +74,9 @@ def inspect(args: argparse.Namespace) -> int:
         for reason, count in quarantine_reasons(quarantine).most_common():
             print(f"  {count:>8,}  {reason}")
     if enriched:
+        print("training set: split, articles, near-duplicate clusters, articles in clusters of two or more")
+        for split, (articles, clusters, copied) in training_set(enriched).items():
+            print(f"  {split:<10}  {articles:>8,}  {clusters:>8,}  {copied:>8,}")
         print(f"first {args.rows} enriched rows:")
         print(enriched.head(args.rows, columns=[*SAMPLE_COLUMNS, "dt"]).to_pandas().to_string(index=False))
     return 0
