@@ -6,12 +6,15 @@ job per checkpoint, checked before each commit), ``start_session`` builds the Sp
 ``run`` starts the query and waits for it. Per micro-batch, in order:
 
 1. the Kinesis data source reads each shard in a Spark task (``news_etl.kinesis``);
-2. in the same task, each record is validated and enriched as it is read (``transform``);
+2. in the same task, each record is validated and enriched as it is read (``transform``), and a
+   valid article's content gets its near-duplicate band keys (``near_dup``);
 3. Spark's state store drops article ids seen within the dedup horizon
    (``dropDuplicatesWithinWatermark`` on arrival time: the state stays bounded);
-4. executors write Parquet to S3 with pyarrow (``sink``), on the session ``session`` builds;
-5. the driver commits the batch's files to the Delta tables, once per batch id (``table``);
-6. it adds the batch's figures to the checkpoint's running totals (``state``), once per batch
+4. the driver gives each article its near-duplicate cluster and split (``clusters``);
+5. executors write Parquet to S3 with pyarrow (``sink``), on the session ``session`` builds;
+6. the driver commits the batch's files to the Delta tables, once per batch id (``table``), and
+   adds the batch's articles to the near-duplicate index;
+7. it adds the batch's figures to the checkpoint's running totals (``state``), once per batch
    id, prints the batch summary and the averages (``report``), and rewrites the metrics file.
 
 At the end of a run (``--once``, or the idle timeout) the driver compacts the tables.
@@ -207,8 +210,12 @@ class BatchHandler:
             batch = without_seeded(batch, self.seed, self.settings.dedup_horizon_hours)
         batch = batch.persist()  # read once: the clusters need the articles before the writer writes them
         try:
+            started = time.monotonic()
             articles = batch.where(F.col("kind") == ENRICHED).select(*ASSIGN_INPUT).toArrow()
+            read = time.monotonic()
             assigned = self.index.assign(articles, split_fractions(self.state.split_ratios))
+            log.info("batch %d: %d articles read in %.2f s, their clusters assigned in %.2f s", batch_id,
+                     articles.num_rows, read - started, time.monotonic() - read)  # fmt: skip
             self.write(with_clusters(batch, assigned), batch_id)
         finally:
             batch.unpersist()
