@@ -78,7 +78,7 @@ def test_a_replayed_batch_commits_nothing_and_another_checkpoint_commits_its_own
     checkpoint's batch 0 commit as usual, each as one version."""
     for name, value in moto.env().items():
         monkeypatch.setenv(name, value)
-    create_tables(bucket)
+    create_tables(bucket, "98/1/1")
     [first] = commit_batch(bucket, "aaaa0001", 0, write(bucket, "aaaa0001", 0, ["a", "b"]), records_read=2)
     assert (first.kind, first.rows, first.version) == ("enriched", 2, 1)
     [replay] = commit_batch(bucket, "aaaa0001", 0, write(bucket, "aaaa0001", 0, ["a", "b"]), records_read=2)
@@ -108,7 +108,7 @@ def test_a_batch_that_died_between_its_two_commits_commits_only_the_missing_tabl
     enriched rows and no quarantined row twice."""
     for name, value in moto.env().items():
         monkeypatch.setenv(name, value)
-    create_tables(bucket)
+    create_tables(bucket, "98/1/1")
 
     def both_kinds() -> list[WrittenFile]:
         writer = batch_writer(bucket, "cccc0003", 0)
@@ -235,7 +235,7 @@ def test_vacuum_deletes_files_replaced_before_the_retention_and_a_version_within
     version that uses it still reads."""
     for name, value in moto.env().items():
         monkeypatch.setenv(name, value)
-    create_tables(bucket)
+    create_tables(bucket, "98/1/1")
     for kind in KINDS:
         assert open_table(bucket, kind).metadata().configuration == {RETENTION_PROPERTY: "interval 168 hours"}
     with pytest.raises(ConfigurationError) as refused:
