@@ -142,12 +142,13 @@ faults: install localstack ## Fault matrix (crash cycles, throttling, S3 failure
 		$(BIN)/pytest -m faults -q $(PYTEST_ARGS) || status=$$?; \
 		$(BIN)/python -m bench.faults_table bench/results/faults.jsonl && exit $${status:-0}
 
-bench: install localstack ## Benchmarks (about 75 min): ETL vs raw and lean drain vs naive baseline, steady state, KPL aggregates vs plain, populate vs bare loop, dedup state memory, compaction; bench/results/
+bench: install localstack ## Benchmarks (about 75 min): ETL vs raw and lean drain vs naive baseline, steady state, KPL aggregates vs plain, populate vs bare loop, dedup state memory, compaction, near-duplicate clusters; bench/results/
 	LOCALSTACK_VENV=$(LOCALSTACK_VENV) $(BIN)/python -m bench.bench_etl $(BENCH_ARGS)
 	$(BIN)/python -m bench.steady $(STEADY_ARGS)
 	$(BIN)/python -m bench.aggregation $(BENCH_ARGS)
 	$(BIN)/python -m bench.state_memory
 	$(BIN)/python -m bench.compaction
+	$(BIN)/python -m bench.near_dup
 
 lint: install ## Lint and check formatting (ruff)
 	$(BIN)/ruff check .

@@ -40,6 +40,7 @@ log = logging.getLogger("etl.clusters")
 SPLITS = ("train", "validation", "test")
 # The columns ``assign`` reads of a batch's valid articles, and the ones it returns.
 ASSIGN_INPUT = ("article_id", "arrival_time", "shard_id", "sequence_number", "sub_sequence_number", "near_dup_bands")
+SWEEPS_PER_HORIZON = 4  # how often expired entries are dropped: at most a quarter horizon's stay
 ASSIGNED = pa.schema([pa.field("article_id", pa.string()), pa.field("cluster_id", pa.string()),
                       pa.field("first_in_cluster", pa.bool_()), pa.field("split", pa.string())])  # fmt: skip
 
@@ -93,8 +94,8 @@ class ClusterIndex:
         self.horizon_us = horizon_us
         self.segments: list[Segment] = []
         self.names: dict[int, str] = {}  # cluster hash (as int64) -> cluster id
-        self.names_kept = 0  # how many names the last pruning kept: the next prunes at twice as many
         self.newest: int | None = None  # the latest arrival among the rows added
+        self.swept_at: int | None = None  # ``newest`` when expired entries and names were last dropped
 
     @property
     def entries(self) -> int:
@@ -136,20 +137,28 @@ class ClusterIndex:
             self.newest = max(self.newest or int(seen.max()), int(seen.max()))
         if new.any():
             self.segments.append(Segment.of(keys[new], clusters[new], seen[new]))
-        self._merge()
-
-    def _merge(self) -> None:
         while len(self.segments) > 1 and len(self.segments[-1].keys) >= len(self.segments[-2].keys):
-            newer, older = self.segments.pop(), self.segments.pop()
-            keys, clusters, seen = (np.concatenate((getattr(older, name), getattr(newer, name)))
-                                    for name in ("keys", "clusters", "seen"))  # fmt: skip
-            live = seen >= self._oldest_kept()
-            if live.any():
-                self.segments.append(Segment.of(keys[live], clusters[live], seen[live]))
-        if len(self.segments) <= 1 and len(self.names) > 2 * self.names_kept:  # forget names no entry holds
-            held = set(self.segments[0].clusters.tolist()) if self.segments else set()
-            self.names = {cluster: name for cluster, name in self.names.items() if cluster in held}
-            self.names_kept = len(self.names)
+            self._merge(2)
+        if self.swept_at is None or self.newest - self.swept_at > self.horizon_us // SWEEPS_PER_HORIZON:
+            self._sweep()
+
+    def _merge(self, count: int) -> None:
+        """Merge the newest ``count`` segments into one, without the entries that expired."""
+        merged, self.segments = self.segments[-count:], self.segments[:-count]
+        keys, clusters, seen = (np.concatenate([getattr(segment, name) for segment in merged])
+                                for name in ("keys", "clusters", "seen"))  # fmt: skip
+        live = seen >= self._oldest_kept()
+        if live.any():
+            self.segments.append(Segment.of(keys[live], clusters[live], seen[live]))
+
+    def _sweep(self) -> None:
+        """Merge every segment without the expired entries, and forget the names no entry holds: a
+        few times a horizon, so that memory stays within a horizon's keys and a fraction more."""
+        if self.segments:
+            self._merge(len(self.segments))
+        held = set(self.segments[0].clusters.tolist()) if self.segments else set()
+        self.names = {cluster: name for cluster, name in self.names.items() if cluster in held}
+        self.swept_at = self.newest
 
     def assign(self, articles: pa.Table, ratios: tuple[float, float, float]) -> pa.Table:
         """Each article's cluster, whether it is the first, and its split (``ASSIGNED``); ``articles``:

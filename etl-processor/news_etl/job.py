@@ -26,6 +26,8 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pyarrow as pa
 from botocore.exceptions import ClientError
@@ -190,6 +192,22 @@ def without_seeded(batch: DataFrame, seed: DataFrame, horizon_hours: int) -> Dat
     return batch.join(F.broadcast(seed), (F.col("dedup_key") == F.col("seed_key")) & within, "left_anti")
 
 
+@contextmanager
+def computed_once(batch: DataFrame) -> Iterator[DataFrame]:
+    """The batch computed once (Kinesis read once), its rows kept in Spark's block store until the
+    block ends. A local checkpoint keeps rows as they are; ``persist`` builds Spark's columnar
+    cache, which cost the JVM about 300 µs more a 3 KB record (BENCHMARKS.md, "Near-duplicate
+    clusters"). Its blocks are released here, not when the JVM's garbage collector finds them."""
+    context = batch.sparkSession.sparkContext._jsc
+    before = set(context.getPersistentRDDs().keys())
+    try:
+        yield batch.localCheckpoint(eager=True)
+    finally:
+        for key, rdd in context.getPersistentRDDs().items():
+            if key not in before:
+                rdd.unpersist(False)
+
+
 def with_clusters(batch: DataFrame, assigned: pa.Table) -> DataFrame:
     """The batch's rows with each valid article's cluster and split (``clusters.ASSIGNED``; null for
     quarantined rows)."""
@@ -208,8 +226,7 @@ class BatchHandler:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         if self.seed is not None:
             batch = without_seeded(batch, self.seed, self.settings.dedup_horizon_hours)
-        batch = batch.persist()  # read once: the clusters need the articles before the writer writes them
-        try:
+        with computed_once(batch) as batch:  # the clusters need the articles before the writer writes them
             started = time.monotonic()
             articles = batch.where(F.col("kind") == ENRICHED).select(*ASSIGN_INPUT).toArrow()
             read = time.monotonic()
@@ -217,8 +234,6 @@ class BatchHandler:
             log.info("batch %d: %d articles read in %.2f s, their clusters assigned in %.2f s", batch_id,
                      articles.num_rows, read - started, time.monotonic() - read)  # fmt: skip
             self.write(with_clusters(batch, assigned), batch_id)
-        finally:
-            batch.unpersist()
         self.index.add_assigned(articles, assigned)  # committed: later batches join these clusters
 
     def write(self, batch: DataFrame, batch_id: int) -> None:

@@ -34,10 +34,12 @@ SCHEME = (f"minhash: rensa algorithm {rensa.RMinHash.ALGORITHM_VERSION}, seed {M
           f"{SHINGLE_WORDS}-word shingles, {BANDS} bands x {ROWS} rows")  # fmt: skip
 
 WORD = re.compile(r"\w+")
+ASCII = bytes(range(128))  # deleted from UTF-8, these leave the non-ASCII characters whole
 SPACE = 32
-# ASCII bytes as the normalised text has them: word characters lowercased, every other byte a space.
-ASCII_WORDS = bytes(c + 32 if 65 <= c <= 90 else c if (c < 128 and chr(c).isalnum()) or c == 95 else SPACE
-                    for c in range(256))  # fmt: skip
+# UTF-8 bytes as the normalised text has them: ASCII letters lowercased, ASCII digits and "_" kept,
+# other ASCII characters a space, and the bytes of non-ASCII characters kept.
+WORD_BYTES = bytes(c + 32 if 65 <= c <= 90 else c if c >= 128 or chr(c).isalnum() or c == 95 else SPACE
+                   for c in range(256))  # fmt: skip
 # Odd 64-bit constants: position weights of a word's bytes, and of a shingle's words and a band's values.
 _RANDOM = np.random.default_rng(MINHASH_SEED)
 BYTE_WEIGHTS = _RANDOM.integers(1, 2**63, size=64, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
@@ -47,10 +49,23 @@ BAND_SALTS = _RANDOM.integers(1, 2**63, size=BANDS, dtype=np.uint64)
 
 
 def normalized(content: str) -> bytes:
-    """The content's words, lowercased, as UTF-8 separated by spaces (ASCII text by one translate)."""
-    if content.isascii():
-        return content.encode("ascii").translate(ASCII_WORDS)
-    return " ".join(WORD.findall(content.lower())).encode()
+    """The content's words (``\\w+`` runs of ``content.lower()``) as UTF-8, separated by spaces.
+
+    Without making a string a word: the UTF-8 bytes are translated at once (``WORD_BYTES``), after
+    each distinct non-ASCII character that is not a word character (a curly quote, a dash) is
+    replaced by a space. Text with a non-ASCII character that ``lower`` changes goes the slow way
+    (a regex), as ``lower`` may depend on the context (a Greek final sigma). 6 µs a 3 KB article
+    in ASCII, about 15 with typographic quotes, where the regex takes about 150.
+    """
+    data = content.encode()
+    if len(data) > len(content):  # not ASCII
+        characters = set(data.translate(None, ASCII).decode())
+        if any(character.lower() != character for character in characters):
+            return " ".join(WORD.findall(content.lower())).encode()
+        for character in characters:
+            if not character.isalnum():  # Python's \w is isalnum() or "_"
+                data = data.replace(character.encode(), b" ")
+    return data.translate(WORD_BYTES)
 
 
 def mix(values: np.ndarray) -> np.ndarray:

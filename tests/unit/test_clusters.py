@@ -119,3 +119,17 @@ def test_splits_follow_the_ratios_and_depend_on_the_cluster_id_alone(ratios):
     for name, ratio in zip(("train", "validation", "test"), ratios, strict=True):
         assert abs(splits.count(name) / len(ids) - ratio) < 0.006
     assert splits == [split_of(cluster_id, ratios) for cluster_id in ids]
+
+
+def test_memory_stays_within_a_horizons_keys_and_a_fraction_more_as_articles_keep_coming():
+    """30 horizons of 1,000 articles in batches of 10: the entries and the cluster names the index
+    keeps never exceed a horizon's and a quarter (the sweeps drop what expired) and a batch."""
+    index = ClusterIndex(10**6)  # a second; articles arrive a millisecond apart: 1,000 a horizon
+    peak_entries = peak_names = 0
+    for n in range(3000):
+        rows = batch(*[(f"{n}-{k}", [n * 10 + k]) for k in range(10)])
+        rows = rows.set_column(1, "arrival_time", pa.array([START + timedelta(milliseconds=n * 10 + k)
+                                                            for k in range(10)], TIMESTAMP))  # fmt: skip
+        clusters(index, rows)
+        peak_entries, peak_names = max(peak_entries, index.entries), max(peak_names, len(index.names))
+    assert peak_entries <= 1.25 * 1000 + 10 and peak_names <= 1.25 * 1000 + 10

@@ -6,8 +6,11 @@ from __future__ import annotations
 import itertools
 import random
 
-from news_etl.near_dup import BANDS, CHUNK_BYTES, band_keys
-from tests.support.near_dup_oracle import jaccard, shingles, syndicated_stream
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from news_etl.near_dup import BANDS, CHUNK_BYTES, band_keys, normalized
+from tests.support.near_dup_oracle import jaccard, shingles, syndicated_stream, words
 
 
 def shared(a: list[int] | None, b: list[int] | None) -> bool:
@@ -50,3 +53,10 @@ def test_copies_share_a_key_as_the_s_curve_says_and_distinct_stories_do_not():
     originals = list(original.values())
     pairs = list(itertools.combinations(originals, 2))
     assert not any(shared(keys[a], keys[b]) for a, b in pairs), "two distinct stories share a key"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("aZ_9 .,-'\n") + ["é", "É", "ß", "“", "”", "—", "’", "…", "Σ", "ς", "©",
+                                                                   "١", "٣", "中", "\u00a0", "\u2028", "İ", "ǅ"])))
+def test_the_words_are_the_oracles_words_whatever_the_characters(text):
+    assert normalized(text).split() == [word.encode() for word in words(text)]
