@@ -18,6 +18,10 @@ job per checkpoint, checked before each commit), ``start_session`` builds the Sp
    id, prints the batch summary and the averages (``report``), and rewrites the metrics file.
 
 At the end of a run (``--once``, or the idle timeout) the driver compacts the tables.
+
+One module although past 300 lines: it is the driver's side of the job, in the order it runs
+(preflight, session, query, the batch handler, the run loop); what each step does lives in the
+modules it names.
 """
 
 from __future__ import annotations
