@@ -53,7 +53,7 @@ from bench.measure import CPUACCT
 from bench.measure import run as measured_run
 from news_etl.clusters import ClusterIndex, cluster_hash
 from news_etl.near_dup import BANDS
-from news_etl.session import JVM_OPTIONS, STATE_STORE_PROVIDERS
+from news_etl.session import JVM_OPTIONS, state_store_settings
 from news_etl.state import ROCKSDB
 from tests.support.process_tree import session_processes
 
@@ -222,10 +222,7 @@ def spark_session(memory: str, ui: bool):
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.ui.enabled", str(ui).lower())
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.streaming.stateStore.providerClass", STATE_STORE_PROVIDERS[ROCKSDB])
-        .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
-        .config("spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage", "true")
-        .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
+        .config(map=state_store_settings(ROCKSDB))
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")

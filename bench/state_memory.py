@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from bench.measure import run as measured_run
 from bench.report import publish
 from news_etl.session import STATE_STORE_PROVIDERS as PROVIDERS
+from news_etl.session import state_store_settings
 
 BATCHES, BATCH_ROWS = 20, 100_000  # every run: the same batches, whatever the number of distinct keys among them
 HEAP = "1g"  # the JVM's heap in each run (local mode: the driver is the executor)
@@ -62,9 +63,7 @@ def one_run(provider: str, source: Path, checkpoint: Path) -> None:
     spark = (
         SparkSession.builder.master("local[2]")
         .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.streaming.stateStore.providerClass", PROVIDERS[provider])
-        .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
-        .config("spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage", "true")
+        .config(map=state_store_settings(provider))
         .config("spark.ui.enabled", "false")
         .getOrCreate()
     )

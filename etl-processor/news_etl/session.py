@@ -47,6 +47,21 @@ STATE_STORE_PROVIDERS = {
 }
 
 
+def state_store_settings(store: str) -> dict[str, str]:
+    """The state store's settings, as the job and the benchmarks of its state set them."""
+    return {
+        # The checkpoint's own store (Spark would also restore it from the checkpoint's offsets).
+        "spark.sql.streaming.stateStore.providerClass": STATE_STORE_PROVIDERS[store],
+        # RocksDB: each batch uploads the changes it made, not a whole snapshot of the state; and
+        # its memory (memtables, block cache) is capped per executor (Spark's default, 500 MB),
+        # not left to grow with the instances and the keys they hold.
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        "spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage": "true",
+        # Every Spark batch must be one of the source's batches (they share their number).
+        "spark.sql.streaming.noDataMicroBatches.enabled": "false",
+    }
+
+
 def build_session(settings: Settings, state: RunState) -> SparkSession:
     """A session for the job. Python workers import ``news_etl``: installed where the driver runs,
     and on a cluster installed on the workers or shipped to them as one zip (``--py-files``).
@@ -60,15 +75,6 @@ def build_session(settings: Settings, state: RunState) -> SparkSession:
     builder = (
         builder.appName(f"news-etl-{settings.stream}")
         .config("spark.sql.session.timeZone", "UTC")
-        # The checkpoint's own store (Spark would also restore it from the checkpoint's offsets).
-        .config("spark.sql.streaming.stateStore.providerClass", STATE_STORE_PROVIDERS[state.state_store])
-        # RocksDB: each batch uploads the changes it made, not a whole snapshot of the state; and
-        # its memory (memtables, block cache) is capped per executor (Spark's default, 500 MB),
-        # not left to grow with the instances and the keys they hold.
-        .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
-        .config("spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage", "true")
-        # Every Spark batch must be one of the source's batches (they share their number).
-        .config("spark.sql.streaming.noDataMicroBatches.enabled", "false")
         .config("spark.speculation", "false")
         # Arrow batches handed to the writer's Python worker: bounded in bytes too, not only in rows
         # (10,000 rows of 1 MiB records would be 10 GB in one batch).
@@ -82,6 +88,8 @@ def build_session(settings: Settings, state: RunState) -> SparkSession:
         # compressing them costs CPU and saves nothing (BENCHMARKS.md, step 7). A cluster, and a
         # master given to spark-submit rather than to the job, keep Spark's default, compressed.
         builder = builder.config("spark.shuffle.compress", "false").config("spark.shuffle.spill.compress", "false")
+    for name, value in state_store_settings(state.state_store).items():
+        builder = builder.config(name, value)
     for name in EXECUTOR_AWS_SETTINGS:
         if os.environ.get(name):
             builder = builder.config(f"spark.executorEnv.{name}", os.environ[name])

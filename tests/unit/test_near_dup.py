@@ -55,8 +55,12 @@ def test_copies_share_a_key_as_the_s_curve_says_and_distinct_stories_do_not():
     assert not any(shared(keys[a], keys[b]) for a, b in pairs), "two distinct stories share a key"
 
 
+# ASCII, and non-ASCII letters, digits and punctuation: some that lower() changes, some by context.
+ALPHABET = [*"aZ_9 .,-'\n", *"\u00e9\u00c9\u00df\u201c\u201d\u2014\u2019\u2026\u03a3\u03c2\u00a9\u0661\u0663\u4e2d",
+            *"\u00a0\u2028\u0130\u01c5"]  # fmt: skip
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list("aZ_9 .,-'\n") + ["é", "É", "ß", "“", "”", "—", "’", "…", "Σ", "ς", "©",
-                                                                   "١", "٣", "中", "\u00a0", "\u2028", "İ", "ǅ"])))
+@given(st.text(alphabet=st.sampled_from(ALPHABET)))
 def test_the_words_are_the_oracles_words_whatever_the_characters(text):
     assert normalized(text).split() == [word.encode() for word in words(text)]
