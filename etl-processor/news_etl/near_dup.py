@@ -15,7 +15,7 @@ Why not shingles as Python strings: building 5-word strings cost about 300 µs a
 rensa's ``update``, 1.5x what the whole job spends on a record. Here the batch's words are hashed
 together with numpy (the bytes of each word weighted by position and mixed), shingles are
 combined from word hashes without making a string, and rensa digests the whole batch from one flat
-array: about 20 µs an article (BENCHMARKS.md, "Near-duplicate clusters").
+array (what each costs: docs/design.md, "Near-duplicate clusters").
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def normalized(content: str) -> bytes:
     each distinct non-ASCII character that is not a word character (a curly quote, a dash) is
     replaced by a space. Text with a non-ASCII character that ``lower`` changes goes the slow way
     (a regex), as ``lower`` may depend on the context (a Greek final sigma). 6 µs a 3 KB article
-    in ASCII, about 15 with typographic quotes, where the regex takes about 150.
+    in ASCII, 30-45 with typographic quotes, where the regex took about 180 (one process, on a
+    loaded machine).
     """
     data = content.encode()
     if len(data) > len(content):  # not ASCII
